@@ -1,0 +1,1 @@
+"""Checkpoint formats: each plugin reads a file into tensors, stream by stream, and writes it back."""

@@ -1,0 +1,85 @@
+"""The interface every checkpoint format plugin implements (entry-point group ``git_theta.plugins.checkpoints``)."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, ClassVar
+
+from git_theta.errors import GitThetaError
+
+
+class CheckpointError(GitThetaError):
+    """A checkpoint is corrupt, truncated, or not in a format git-theta can read."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a tensor is, without its bytes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor and its exact bytes (C order, little-endian)."""
+
+    spec: TensorSpec
+    data: bytes | bytearray | memoryview
+
+
+class Checkpoint(ABC):
+    """A checkpoint format: reads a file into tensors and format data, and writes them back."""
+
+    #: The plugin's entry-point name, recorded in metadata as ``checkpoint_type``.
+    name: ClassVar[str]
+    #: File name extensions (lower case, with the dot) that suggest this format.
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, head: bytes) -> bool:
+        """Tell whether a file starting with ``head`` (up to 4 KiB) is in this format."""
+
+    @abstractmethod
+    def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
+        """Return the format data needed to rebuild the file, and its tensors in file order.
+
+        ``stream`` is read once, front to back; tensors should be yielded one at a time so that memory tracks the
+        largest tensor, not the checkpoint. Raise CheckpointError naming ``label`` for bad input.
+        """
+
+    @abstractmethod
+    def write(
+        self,
+        format_data: dict[str, Any],
+        specs: list[TensorSpec],
+        tensors: Iterable[bytes | bytearray | memoryview],
+        out: BinaryIO,
+    ) -> None:
+        """Write the checkpoint to ``out``; ``tensors`` yields the bytes of ``specs`` in order."""
+
+    @classmethod
+    def matches_extension(cls, path: str) -> bool:
+        """Tell whether ``path`` has one of this format's extensions."""
+        return os.path.splitext(path)[1].lower() in cls.extensions
+
+
+def read_exact(stream: BinaryIO, size: int, label: str, what: str) -> bytearray:
+    """Read exactly ``size`` bytes, or raise CheckpointError saying the file is truncated."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < size:
+        count = stream.readinto(view[filled:])
+        if not count:
+            raise CheckpointError(
+                f"{label}: the file is truncated (ended inside {what}, {filled} of {size} bytes); "
+                "restore a complete copy before adding it"
+            )
+        filled += count
+    return buffer

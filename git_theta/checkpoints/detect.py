@@ -1,0 +1,46 @@
+"""Choosing the checkpoint plugin for a file: an explicit choice, then the extension and the content."""
+
+from __future__ import annotations
+
+from git_theta import plugins
+from git_theta.checkpoints.base import Checkpoint, CheckpointError
+
+
+def load(name: str) -> type[Checkpoint]:
+    """Return the checkpoint plugin called ``name``."""
+    return plugins.load(plugins.CHECKPOINTS, name)
+
+
+def detect(path: str, head: bytes, explicit: str | None = None) -> type[Checkpoint]:
+    """Return the plugin for the file at ``path`` that starts with ``head``.
+
+    An explicit name (``--checkpoint-type``, the ``theta-checkpoint`` attribute, or the type already recorded for the
+    path) wins. Otherwise a plugin must recognise the content; among those, one that owns the extension is preferred.
+    """
+    if explicit:
+        return load(explicit)
+    candidates = list(_loadable())
+    recognised = [plugin for plugin in candidates if plugin.sniff(head)]
+    by_extension = [plugin for plugin in candidates if plugin.matches_extension(path)]
+    for plugin in recognised:
+        if plugin in by_extension:
+            return plugin
+    if recognised:
+        return recognised[0]
+    if by_extension:
+        return by_extension[0]  # its reader will say precisely what is wrong with the file
+    known = ", ".join(plugins.names(plugins.CHECKPOINTS))
+    raise CheckpointError(
+        f"{path}: not a checkpoint format git-theta recognises (known: {known}); "
+        "name one with 'git theta add --checkpoint-type NAME' or the theta-checkpoint attribute, "
+        "or stop tracking this path"
+    )
+
+
+def _loadable():
+    # A broken third-party plugin must not stop the detection of every other format.
+    for name in plugins.names(plugins.CHECKPOINTS):
+        try:
+            yield load(name)
+        except plugins.PluginError:
+            continue

@@ -1,0 +1,86 @@
+"""NumPy ``.npz`` archives of arrays (never unpickled: object arrays are refused)."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
+from git_theta.checkpoints.spool import copy_out, first_zip_member, scratch_file, spool
+
+#: numpy dtype (little-endian) -> git-theta dtype name.
+DTYPES = {
+    "f8": "F64", "f4": "F32", "f2": "F16",
+    "i8": "I64", "i4": "I32", "i2": "I16", "i1": "I8",
+    "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8",
+    "b1": "BOOL", "c8": "C64", "c16": "C128",
+}  # fmt: skip
+NUMPY_DTYPES = {name: np.dtype("<" + code) for code, name in DTYPES.items()}
+
+
+class NpzCheckpoint(Checkpoint):
+    """``numpy.savez`` / ``savez_compressed`` archives; the round trip is exact for every array."""
+
+    name = "npz"
+    extensions = (".npz",)
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return first_zip_member(head).endswith(".npy")
+
+    def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
+        spooled = spool(stream)
+        try:
+            archive = zipfile.ZipFile(spooled)
+        except zipfile.BadZipFile as exc:
+            spooled.close()
+            raise CheckpointError(f"{label}: not a valid .npz archive ({exc})") from exc
+        members = archive.infolist()
+        compressed = any(member.compress_type != zipfile.ZIP_STORED for member in members)
+        return {"compressed": compressed}, _read_arrays(archive, spooled, members, label)
+
+    def write(
+        self,
+        format_data: dict[str, Any],
+        specs: list[TensorSpec],
+        tensors: Iterable[bytes | bytearray | memoryview],
+        out: BinaryIO,
+    ) -> None:
+        compression = zipfile.ZIP_DEFLATED if format_data.get("compressed") else zipfile.ZIP_STORED
+        with scratch_file() as target:
+            with zipfile.ZipFile(target, "w", compression=compression) as archive:
+                for spec, data in zip(specs, tensors):
+                    array = np.frombuffer(data, dtype=NUMPY_DTYPES[spec.dtype]).reshape(spec.shape)
+                    with archive.open(spec.name + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+            copy_out(target, out)
+
+
+def _read_arrays(archive: zipfile.ZipFile, spooled: Any, members: list[zipfile.ZipInfo], label: str) -> Iterator[Tensor]:
+    try:
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                raise CheckpointError(f"{label}: .npz member {member.filename!r} is not a .npy array")
+            with archive.open(member) as handle:
+                try:
+                    array = np.lib.format.read_array(handle, allow_pickle=False)
+                except ValueError as exc:
+                    raise CheckpointError(f"{label}: array {member.filename!r} cannot be read safely ({exc})") from exc
+            dtype = _dtype_name(array.dtype, label, member.filename)
+            data = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype])
+            yield Tensor(TensorSpec(member.filename[:-4], dtype, tuple(array.shape)), memoryview(data).cast("B"))
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise CheckpointError(f"{label}: the .npz archive is corrupt or truncated ({exc})") from exc
+    finally:
+        archive.close()
+        spooled.close()
+
+
+def _dtype_name(dtype: np.dtype, label: str, member: str) -> str:
+    code = dtype.newbyteorder("<").str[1:] if dtype.byteorder != "|" else dtype.str[1:]
+    if code not in DTYPES:
+        raise CheckpointError(f"{label}: array {member!r} has dtype {dtype}, which git-theta does not support")
+    return DTYPES[code]

@@ -1,0 +1,108 @@
+"""safetensors: streamed tensor by tensor, rebuilt byte for byte from the original header."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact
+from git_theta.dtypes import ITEMSIZE, nbytes
+from git_theta.metadata import MetadataError
+
+#: The safetensors library refuses headers above 100 MB; so do we.
+MAX_HEADER = 100_000_000
+
+
+class SafetensorsCheckpoint(Checkpoint):
+    """The safetensors format: 8-byte header length, JSON header, then the tensors' bytes."""
+
+    name = "safetensors"
+    extensions = (".safetensors",)
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        if len(head) < 10:
+            return False
+        (length,) = struct.unpack("<Q", head[:8])
+        return 2 <= length <= MAX_HEADER and head[8:9] == b"{"
+
+    def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
+        (length,) = struct.unpack("<Q", bytes(read_exact(stream, 8, label, "the header length")))
+        if length > MAX_HEADER:
+            raise CheckpointError(f"{label}: not a valid safetensors file (header length {length} is too large)")
+        header_bytes = bytes(read_exact(stream, length, label, "the header"))
+        specs = _parse_header(header_bytes, label)
+        return {"header": header_bytes.decode("utf-8")}, _read_tensors(stream, specs, label)
+
+    def write(
+        self,
+        format_data: dict[str, Any],
+        specs: list[TensorSpec],
+        tensors: Iterable[bytes | bytearray | memoryview],
+        out: BinaryIO,
+    ) -> None:
+        header_bytes = str(format_data["header"]).encode("utf-8")
+        try:
+            expected = _parse_header(header_bytes, "metadata")
+        except CheckpointError as exc:
+            raise MetadataError(f"the stored safetensors header is invalid ({exc})") from exc
+        if [(s.name, s.dtype, s.shape) for s in expected] != [(s.name, s.dtype, s.shape) for s in specs]:
+            raise MetadataError("the stored safetensors header does not match the metadata's tensor list")
+        out.write(struct.pack("<Q", len(header_bytes)))
+        out.write(header_bytes)
+        for data in tensors:
+            out.write(data)
+
+
+def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:
+    """Validate the header and return the tensors in data order; they must tile the data section exactly."""
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{label}: not a valid safetensors file (header is not JSON: {exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{label}: not a valid safetensors file (header is not a JSON object)")
+    placed = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        placed.append(_parse_entry(name, info, label))
+    placed.sort(key=lambda item: item[0])
+    position = 0
+    for begin, end, spec in placed:
+        if begin != position:
+            raise CheckpointError(f"{label}: invalid safetensors file (tensor {spec.name!r} is not contiguous)")
+        position = end
+    return [spec for _, _, spec in placed]
+
+
+def _parse_entry(name: str, info: Any, label: str) -> tuple[int, int, TensorSpec]:
+    try:
+        dtype = info["dtype"]
+        shape = tuple(info["shape"])
+        begin, end = info["data_offsets"]
+        valid = (
+            isinstance(begin, int)
+            and isinstance(end, int)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and 0 <= begin <= end
+        )
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise CheckpointError(f"{label}: invalid safetensors file (bad entry for tensor {name!r})")
+    if dtype not in ITEMSIZE:
+        raise CheckpointError(f"{label}: tensor {name!r} has dtype {dtype!r}, which git-theta does not support")
+    if end - begin != nbytes(dtype, shape):
+        raise CheckpointError(f"{label}: invalid safetensors file (tensor {name!r} size does not match its shape)")
+    return begin, end, TensorSpec(name, dtype, shape)
+
+
+def _read_tensors(stream: BinaryIO, specs: list[TensorSpec], label: str) -> Iterator[Tensor]:
+    for spec in specs:
+        data = read_exact(stream, nbytes(spec.dtype, spec.shape), label, f"tensor {spec.name!r}")
+        yield Tensor(spec, data)
+    if stream.read(1):
+        raise CheckpointError(f"{label}: invalid safetensors file (unexpected bytes after the last tensor)")

@@ -1,0 +1,132 @@
+"""PyTorch checkpoints (``torch.save`` files): nested state dicts, loaded only with ``weights_only=True``.
+
+torch is optional and imported only here, when such a file is read or written. The round trip is exact for every
+tensor's dtype, shape and bytes; the container is re-saved by torch, so the file's bytes may differ from the original
+(and storage shared between tensors is not preserved).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
+from git_theta.checkpoints.spool import copy_out, first_zip_member, is_zip, scratch_file, spool
+from git_theta.plugins import PluginError
+
+#: torch dtype attribute name -> git-theta dtype name (attributes missing from older torch are skipped).
+DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
+    "bool": "BOOL", "complex64": "C64", "complex128": "C128",
+}  # fmt: skip
+SEPARATOR = "/"
+PRIMITIVES = (int, float, str, bool, type(None))
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise PluginError("reading PyTorch checkpoints needs torch; install it: pip install 'git-theta[torch]'") from exc
+    return torch
+
+
+class TorchCheckpoint(Checkpoint):
+    """``torch.save`` files holding (nested) dicts, lists and tuples of tensors and plain values."""
+
+    name = "torch"
+    extensions = (".pt", ".pth", ".bin")
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        member = first_zip_member(head)
+        return member.endswith("/data.pkl") or member.endswith("/.format_version") or member.endswith("/byteorder")
+
+    def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
+        torch = _torch()
+        spooled = spool(stream)
+        mmap = is_zip(spooled.read(4))
+        spooled.seek(0)
+        try:
+            obj = torch.load(spooled.name, map_location="cpu", weights_only=True, mmap=mmap)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+            spooled.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{label}: not a PyTorch checkpoint git-theta can load safely ({first})") from exc
+        tensors: list[tuple[str, Any]] = []
+        structure = _describe(obj, "", tensors, torch, label)
+        return {"structure": structure}, _emit(tensors, spooled, torch, label)
+
+    def write(
+        self,
+        format_data: dict[str, Any],
+        specs: list[TensorSpec],
+        tensors: Iterable[bytes | bytearray | memoryview],
+        out: BinaryIO,
+    ) -> None:
+        torch = _torch()
+        by_name = {spec.name: _to_tensor(spec, data, torch) for spec, data in zip(specs, tensors)}
+        obj = _rebuild(format_data["structure"], by_name)
+        with scratch_file() as target:
+            torch.save(obj, target)
+            copy_out(target, out)
+
+
+def _describe(obj: Any, name: str, tensors: list[tuple[str, Any]], torch: Any, label: str) -> Any:
+    """Return the JSON structure of ``obj``, appending its tensors to ``tensors`` with their flat names."""
+    if isinstance(obj, torch.Tensor):
+        tensors.append((name, obj))
+        return {"tensor": name}
+    if isinstance(obj, dict):
+        if not all(isinstance(key, (str, int)) for key in obj):
+            raise CheckpointError(f"{label}: dict at {name or 'top level'!r} has keys that are not strings or ints")
+        items = [[key, _describe(value, _join(name, key), tensors, torch, label)] for key, value in obj.items()]
+        return {"dict": items}
+    if isinstance(obj, (list, tuple)):
+        kind = "list" if isinstance(obj, list) else "tuple"
+        return {kind: [_describe(value, _join(name, i), tensors, torch, label) for i, value in enumerate(obj)]}
+    if isinstance(obj, PRIMITIVES):
+        return {"value": obj}
+    raise CheckpointError(f"{label}: {name or 'the top level'!r} holds a {type(obj).__name__}, which git-theta cannot store")
+
+
+def _join(prefix: str, key: str | int) -> str:
+    return f"{prefix}{SEPARATOR}{key}" if prefix else str(key)
+
+
+def _emit(tensors: list[tuple[str, Any]], spooled: Any, torch: Any, label: str) -> Iterator[Tensor]:
+    try:
+        for name, tensor in tensors:
+            dtype = DTYPES.get(str(tensor.dtype).removeprefix("torch."))
+            if dtype is None or tensor.layout != torch.strided or tensor.is_quantized:
+                raise CheckpointError(f"{label}: tensor {name!r} ({tensor.dtype}, {tensor.layout}) is not supported")
+            flat = tensor.detach().contiguous().reshape(-1)
+            data = flat.view(torch.uint8).numpy() if flat.numel() else b""
+            yield Tensor(TensorSpec(name, dtype, tuple(tensor.shape)), memoryview(data).cast("B"))
+    finally:
+        spooled.close()
+
+
+def _to_tensor(spec: TensorSpec, data: bytes | bytearray | memoryview, torch: Any) -> Any:
+    dtype = getattr(torch, next(attr for attr, name in DTYPES.items() if name == spec.dtype))
+    if len(data) == 0:
+        return torch.empty(spec.shape, dtype=dtype)
+    buffer = data if isinstance(data, bytearray) else bytearray(data)
+    return torch.frombuffer(buffer, dtype=torch.uint8).view(dtype).reshape(spec.shape)
+
+
+def _rebuild(node: Any, tensors: dict[str, Any]) -> Any:
+    if "tensor" in node:
+        return tensors[node["tensor"]]
+    if "dict" in node:
+        return {key: _rebuild(value, tensors) for key, value in node["dict"]}
+    if "list" in node:
+        return [_rebuild(value, tensors) for value in node["list"]]
+    if "tuple" in node:
+        return tuple(_rebuild(value, tensors) for value in node["tuple"])
+    return node["value"]

@@ -1,0 +1,1 @@
+"""The ``git-theta`` command line: one module per command; main.py only parses and dispatches."""

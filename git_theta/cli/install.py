@@ -1,0 +1,44 @@
+"""``git theta install`` and ``git theta uninstall``: the filter configuration and our hooks."""
+
+from __future__ import annotations
+
+import click
+
+from git_theta.errors import UsageError
+from git_theta.git import config, hooks, repo
+from git_theta.git.runner import run
+from git_theta.storage.lfs_transfer import require_git_lfs
+
+
+def _in_repository() -> bool:
+    return run("rev-parse", "--git-dir", check=False).returncode == 0
+
+
+@click.command()
+@click.option("--local", is_flag=True, help="Configure only the current repository instead of the global config.")
+def install(local: bool) -> None:
+    """Configure git to use git-theta (globally, or for this repository with --local)."""
+    lfs_version = require_git_lfs()
+    if local and not _in_repository():
+        raise UsageError("--local needs a git repository; run it inside one")
+    config.set_values(config.FILTER_CONFIG, local)
+    click.echo(f"git-theta: filter 'theta' configured in the {'local' if local else 'global'} git config ({lfs_version})")
+    if _in_repository():
+        repo.toplevel()
+        written = hooks.install_hooks()
+        if written:
+            click.echo(f"git-theta: installed hooks: {', '.join(written)} (in {hooks.hooks_dir()})")
+
+
+@click.command()
+@click.option("--local", is_flag=True, help="Remove the configuration of the current repository only.")
+def uninstall(local: bool) -> None:
+    """Remove git-theta's filter configuration (and its hooks in the current repository)."""
+    if local and not _in_repository():
+        raise UsageError("--local needs a git repository; run it inside one")
+    config.remove_section("filter.theta", local)
+    click.echo(f"git-theta: filter 'theta' removed from the {'local' if local else 'global'} git config")
+    if _in_repository():
+        removed = hooks.uninstall_hooks()
+        if removed:
+            click.echo(f"git-theta: removed hooks: {', '.join(removed)}")

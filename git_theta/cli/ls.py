@@ -1,0 +1,87 @@
+"""``git theta ls [REV] [PATH]``: tracked checkpoints and their tensors."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from git_theta.errors import UsageError
+from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.catfile import BlobReader
+from git_theta.git.repo import resolve_tree
+from git_theta.git.runner import run, split_z
+from git_theta.metadata import CheckpointMetadata, is_metadata
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[REV] [PATH]...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--tensors/--no-tensors", default=True, help="List each tensor (default) or only the files.")
+def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
+    """List the checkpoints tracked at REV (default: the index) and their tensors."""
+    rev, paths = _split_args(list(args))
+    found = list(_checkpoints(rev, paths))
+    if as_json:
+        click.echo(json.dumps({path: _as_json(meta) for path, meta in found}, indent=2))
+        return
+    if not found:
+        click.echo(f"git-theta: no tracked checkpoints at {rev or 'the index'}", err=True)
+    for path, metadata in found:
+        _print_checkpoint(path, metadata, tensors)
+
+
+def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and resolve_tree(args[0]) is not None:
+        return args[0], args[1:]
+    return None, args
+
+
+def _checkpoints(rev: str | None, paths: list[str]):
+    if rev is None:
+        listing = run("ls-files", "-z", "--cached", "--", *paths).stdout
+    else:
+        listing = run("ls-tree", "-r", "-z", "--name-only", rev, "--", *paths).stdout
+    candidates = tracked_by_theta(list(dict.fromkeys(split_z(listing))))
+    if paths and not candidates:
+        raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
+    with BlobReader() as blobs:
+        for path in candidates:
+            data = blobs.read(f"{rev or ''}:{path}")
+            if data is not None and is_metadata(data):
+                yield path, CheckpointMetadata.loads(data)
+
+
+def _as_json(metadata: CheckpointMetadata) -> dict:
+    return {
+        "checkpoint_type": metadata.checkpoint_type,
+        "tensors": {name: entry.to_json() for name, entry in metadata.tensors.items()},
+    }
+
+
+def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) -> None:
+    stored = _stored_bytes(metadata)
+    click.echo(
+        f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, "
+        f"{_size(metadata.total_bytes)}, stored {_size(stored)} in {len({e.oid for e in metadata.tensors.values()})} objects)"
+    )
+    if not tensors or not metadata.tensors:
+        return
+    width = max(len(name) for name in metadata.tensors)
+    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}")
+    for name, entry in metadata.tensors.items():
+        shape = "x".join(str(d) for d in entry.shape) or "scalar"
+        click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}")
+
+
+def _stored_bytes(metadata: CheckpointMetadata) -> int:
+    # Identical tensors share one object: count each object once.
+    return sum({entry.oid: entry.stored for entry in metadata.tensors.values()}.values())
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{count} B"
+        count /= 1024
+    return f"{count} B"

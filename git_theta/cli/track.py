@@ -1,0 +1,20 @@
+"""``git theta track PATTERN...``: hand matching files to git-theta through .gitattributes."""
+
+from __future__ import annotations
+
+import click
+
+from git_theta.git import hooks, repo
+from git_theta.git.attributes import add_tracking
+
+
+@click.command()
+@click.argument("patterns", nargs=-1, required=True)
+def track(patterns: tuple[str, ...]) -> None:
+    """Track files matching PATTERNS (gitattributes patterns, e.g. '*.safetensors') with git-theta."""
+    root = repo.toplevel()
+    added = add_tracking(root, list(patterns))
+    for pattern in patterns:
+        state = "now tracked" if pattern in added else "already tracked"
+        click.echo(f"git-theta: {pattern!r} {state} (in {root / '.gitattributes'})")
+    hooks.install_hooks()

@@ -1,0 +1,53 @@
+"""Tensor element types, named as safetensors names them, and their widths in bytes."""
+
+from __future__ import annotations
+
+from git_theta.errors import GitThetaError
+
+#: Every dtype git-theta stores, with its element size in bytes.
+ITEMSIZE: dict[str, int] = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "C64": 8,
+    "C128": 16,
+}
+
+
+class UnknownDtypeError(GitThetaError):
+    """A tensor has an element type git-theta does not know."""
+
+
+def itemsize(dtype: str) -> int:
+    """Return the element size of ``dtype`` in bytes."""
+    try:
+        return ITEMSIZE[dtype]
+    except KeyError:
+        known = ", ".join(ITEMSIZE)
+        raise UnknownDtypeError(f"unsupported tensor dtype {dtype!r} (supported: {known})") from None
+
+
+def element_count(shape: tuple[int, ...] | list[int]) -> int:
+    """Return the number of elements in a tensor of ``shape``."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
+    """Return the size in bytes of a tensor of ``dtype`` and ``shape``."""
+    return itemsize(dtype) * element_count(shape)

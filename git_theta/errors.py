@@ -1,0 +1,57 @@
+"""The one exception tree of git-theta.
+
+    GitThetaError                  anything git-theta reports to the user (exit code 1)
+    ├── UsageError                 a command was called wrongly (exit code 2)
+    ├── MetadataError              (metadata.py) a metadata file cannot be read
+    ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
+    ├── PluginError                (plugins.py) an unknown or broken plugin
+    ├── ObjectError                (storage/objects.py) a tensor object is missing or corrupt
+    └── GitError                   (git/runner.py) a git or git-lfs command failed
+
+Library code raises; only ``cli.main`` turns these into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class GitThetaError(Exception):
+    """An error with a message meant for the user: what happened and what to do."""
+
+    exit_code = 1
+
+
+class UsageError(GitThetaError):
+    """A command was invoked with arguments that cannot work."""
+
+    exit_code = 2
+
+
+def debug_enabled() -> bool:
+    """Tell whether tracebacks were asked for (``GIT_THETA_DEBUG=1``)."""
+    import os
+
+    return os.environ.get("GIT_THETA_DEBUG", "") not in ("", "0")
+
+
+def report(exc: BaseException) -> int:
+    """Print one line about ``exc`` on stderr (a traceback only when debugging) and return the exit code."""
+    import sys
+    import traceback
+
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, GitThetaError):
+        print(f"git-theta: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, MemoryError):
+        print("git-theta: error: out of memory", file=sys.stderr)
+        return 1
+    if isinstance(exc, OSError):
+        print(f"git-theta: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    print(
+        f"git-theta: internal error: {type(exc).__name__}: {exc} (set GIT_THETA_DEBUG=1 for a traceback "
+        "and please report it)",
+        file=sys.stderr,
+    )
+    return 3

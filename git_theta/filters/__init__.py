@@ -1,0 +1,1 @@
+"""Git's filters: clean (checkpoint -> metadata) and smudge (metadata -> checkpoint), bytes in and bytes out."""

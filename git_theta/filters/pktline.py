@@ -1,0 +1,106 @@
+"""Git's pkt-line framing (gitprotocol-common(5)), as used by the long-running filter protocol."""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO
+
+from git_theta.errors import GitThetaError
+
+MAX_DATA = 65516
+FLUSH = b"0000"
+
+
+class ProtocolError(GitThetaError):
+    """Git sent something the filter protocol does not allow."""
+
+
+def read_packet(stream: BinaryIO) -> bytes | None:
+    """Read one packet; return None for a flush packet. Raise EOFError at a clean end of input."""
+    head = stream.read(4)
+    if not head:
+        raise EOFError
+    if len(head) != 4:
+        raise ProtocolError("truncated pkt-line header from git")
+    try:
+        length = int(head, 16)
+    except ValueError:
+        raise ProtocolError(f"bad pkt-line header {head!r} from git") from None
+    if length == 0:
+        return None
+    if length < 4:
+        raise ProtocolError(f"bad pkt-line length {length} from git")
+    data = stream.read(length - 4)
+    if len(data) != length - 4:
+        raise ProtocolError("truncated pkt-line from git")
+    return data
+
+
+def read_text_list(stream: BinaryIO) -> list[str]:
+    """Read text packets up to a flush packet."""
+    items = []
+    while (packet := read_packet(stream)) is not None:
+        items.append(packet.decode("utf-8", errors="surrogateescape").rstrip("\n"))
+    return items
+
+
+def write_text_list(stream: BinaryIO, items: list[str]) -> None:
+    """Write text packets followed by a flush packet."""
+    for item in items:
+        data = (item + "\n").encode("utf-8", errors="surrogateescape")
+        stream.write(b"%04x" % (len(data) + 4) + data)
+    stream.write(FLUSH)
+    stream.flush()
+
+
+class PacketReader(io.RawIOBase):
+    """The content packets of one request as a readable stream, ending at the flush packet."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._packet = b""
+        self._offset = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._offset == len(self._packet):
+            if self._done:
+                return 0
+            packet = read_packet(self._stream)
+            if packet is None:
+                self._done = True
+                return 0
+            self._packet, self._offset = packet, 0
+        count = min(len(buffer), len(self._packet) - self._offset)
+        buffer[:count] = self._packet[self._offset : self._offset + count]
+        self._offset += count
+        return count
+
+    def drain(self) -> None:
+        """Skip the rest of the content (git expects us to read it all before answering)."""
+        while not self._done:
+            packet = read_packet(self._stream)
+            if packet is None:
+                self._done = True
+        self._packet, self._offset = b"", 0
+
+
+class PacketWriter(io.RawIOBase):
+    """A writable stream that frames everything written to it as content packets."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), MAX_DATA):
+            chunk = view[start : start + MAX_DATA]
+            self._stream.write(b"%04x" % (len(chunk) + 4))
+            self._stream.write(chunk)
+        return len(view)

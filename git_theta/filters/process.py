@@ -1,0 +1,75 @@
+"""Git's long-running filter protocol (gitattributes(5), "Long Running Filter Process"): one process per git command."""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO
+
+from git_theta.errors import report
+from git_theta.filters.clean import clean
+from git_theta.filters.context import FilterContext
+from git_theta.filters.pktline import (
+    FLUSH,
+    PacketReader,
+    PacketWriter,
+    ProtocolError,
+    read_text_list,
+    write_text_list,
+)
+from git_theta.filters.smudge import smudge
+
+CAPABILITIES = ("clean", "smudge")
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
+    """Answer git's clean and smudge requests until git closes our input."""
+    _handshake(stdin, stdout)
+    while True:
+        try:
+            request = dict(item.split("=", 1) for item in read_text_list(stdin) if "=" in item)
+        except EOFError:
+            return
+        content = PacketReader(stdin)
+        command, path = request.get("command"), request.get("pathname", "")
+        try:
+            if command == "clean":
+                _answer_clean(content, path, stdout, context)
+            elif command == "smudge":
+                _answer_smudge(content, path, stdout, context)
+            else:
+                raise ProtocolError(f"git asked for unsupported filter command {command!r}")
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
+            report(exc)
+            content.drain()
+            write_text_list(stdout, ["status=error"])
+
+
+def _handshake(stdin: BinaryIO, stdout: BinaryIO) -> None:
+    if read_text_list(stdin) != ["git-filter-client", "version=2"]:
+        raise ProtocolError("git did not start the filter protocol version 2")
+    write_text_list(stdout, ["git-filter-server", "version=2"])
+    offered = {item.removeprefix("capability=") for item in read_text_list(stdin)}
+    write_text_list(stdout, [f"capability={name}" for name in CAPABILITIES if name in offered])
+
+
+def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: FilterContext) -> None:
+    result = clean(io.BufferedReader(content, buffer_size=1 << 16), path, context)
+    content.drain()
+    write_text_list(stdout, ["status=success"])
+    PacketWriter(stdout).write(result)
+    stdout.write(FLUSH)
+    write_text_list(stdout, [])
+
+
+def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: FilterContext) -> None:
+    writer = smudge(content.readall(), path, context)
+    write_text_list(stdout, ["status=success"])
+    try:
+        writer(PacketWriter(stdout))
+    except Exception as exc:  # noqa: BLE001 - the protocol lets us revoke success after partial content
+        report(exc)
+        stdout.write(FLUSH)
+        write_text_list(stdout, ["status=error"])
+        return
+    stdout.write(FLUSH)
+    write_text_list(stdout, [])

@@ -1,0 +1,61 @@
+"""The smudge filter: metadata in, the exact checkpoint out, rebuilt tensor by tensor from verified objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import BinaryIO
+
+from git_theta.checkpoints.base import TensorSpec
+from git_theta.checkpoints.detect import load
+from git_theta.filters.context import FilterContext
+from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
+from git_theta.pipeline import ordered_map
+from git_theta.storage.codec import decode
+from git_theta.storage.errors import ObjectError
+from git_theta.storage.objects import ObjectStore
+
+Writer = Callable[[BinaryIO], None]
+
+
+def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
+    """Check that ``path`` can be rebuilt from ``data``; return a function that writes the checkpoint.
+
+    Everything that can fail before the first byte is written (bad metadata, unknown format, missing objects) fails
+    here, so a filter can still answer git with a clean error.
+    """
+    if not is_metadata(data):
+        return lambda out: out.write(data)  # not ours (committed before it was tracked): leave it as it is
+    try:
+        metadata = CheckpointMetadata.loads(data)
+    except MetadataError as exc:
+        raise MetadataError(f"{path}: {exc}") from exc
+    plugin = load(metadata.checkpoint_type)
+    _require_objects(metadata, path, context.store)
+    specs = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in metadata.tensors.items()]
+    items = [(path, name, entry) for name, entry in metadata.tensors.items()]
+
+    def write(out: BinaryIO) -> None:
+        tensors = ordered_map(context.executor, partial(load_tensor, context.store), items, context.window)
+        plugin().write(metadata.format, specs, tensors, out)
+
+    return write
+
+
+def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> bytearray:
+    """Return a tensor's exact bytes from its object, verified against the hash in the metadata."""
+    path, name, entry = item
+    with store.open(entry.oid) as stream:
+        data = decode(stream, entry.hash, f"{entry.oid[:12]} (tensor {name!r} of {path})")
+    if len(data) != entry.nbytes:
+        raise ObjectError(f"{path}: object {entry.oid[:12]} for tensor {name!r} has the wrong size")
+    return data
+
+
+def _require_objects(metadata: CheckpointMetadata, path: str, store: ObjectStore) -> None:
+    missing = sorted({entry.oid for entry in metadata.tensors.values() if not store.has(entry.oid)})
+    if missing:
+        raise ObjectError(
+            f"{path}: {len(missing)} tensor object(s) are not in the local store (first: {missing[0][:12]}); "
+            "fetch them from the remote (git lfs fetch --all) and check out again, or run git theta fsck"
+        )

@@ -1,0 +1,1 @@
+"""Every call to git and git-lfs goes through this package."""

@@ -1,0 +1,35 @@
+"""git config reads and writes, global or per repository."""
+
+from __future__ import annotations
+
+from git_theta.git.runner import run
+
+#: What ``git theta install`` writes: a long-running filter, with single-shot commands as a fallback.
+FILTER_CONFIG = {
+    "filter.theta.process": "git-theta filter-process",
+    "filter.theta.clean": "git-theta clean %f",
+    "filter.theta.smudge": "git-theta smudge %f",
+    "filter.theta.required": "true",
+}
+
+
+def scope_flag(local: bool) -> str:
+    """The git config flag for the chosen scope."""
+    return "--local" if local else "--global"
+
+
+def set_values(values: dict[str, str], local: bool) -> None:
+    """Write ``values`` into the chosen config scope."""
+    for key, value in values.items():
+        run("config", scope_flag(local), key, value)
+
+
+def remove_section(section: str, local: bool) -> bool:
+    """Remove a config section; return whether it existed."""
+    return run("config", scope_flag(local), "--remove-section", section, check=False).returncode == 0
+
+
+def get(key: str) -> str | None:
+    """Return a config value from any scope, or None."""
+    result = run("config", "--get", key, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None

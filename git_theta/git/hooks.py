@@ -1,0 +1,78 @@
+"""Our git hooks, installed beside other tools' hooks (git-lfs installs some) and never over them.
+
+A hook that another tool installed is kept as ``<hook>.theta-chained``; our hook runs it first, with the same
+arguments and input, and stops when it fails. ``core.hooksPath`` is honoured because git resolves the hooks
+directory for us (``git rev-parse --git-path hooks``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from git_theta.git.runner import output
+
+MARKER = "# git-theta hook"
+CHAIN_SUFFIX = ".theta-chained"
+HOOKS = ("pre-push",)
+
+_TEMPLATE = """#!/bin/sh
+{marker}: runs the hook it was installed beside ({name}{suffix}), then git-theta's own step.
+input=$(cat; echo x)
+input=${{input%x}}
+chained="$(dirname "$0")/{name}{suffix}"
+if [ -x "$chained" ]; then
+  printf '%s' "$input" | "$chained" "$@" || exit $?
+fi
+command -v git-theta >/dev/null 2>&1 || {{
+  echo >&2 "git-theta is not on PATH: it is needed by this repository's {name} hook (pip install git-theta)."
+  exit 2
+}}
+printf '%s' "$input" | git-theta hook {name} "$@"
+"""
+
+
+def hooks_dir() -> Path:
+    """Return the directory git runs hooks from (``core.hooksPath`` or ``.git/hooks``)."""
+    return Path(output("rev-parse", "--path-format=absolute", "--git-path", "hooks"))
+
+
+def is_ours(path: Path) -> bool:
+    """Tell whether the hook at ``path`` was written by git-theta."""
+    try:
+        return MARKER in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def install_hooks() -> list[str]:
+    """Install our hooks, keeping any existing hook as a chained one; return the hooks written."""
+    directory = hooks_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in HOOKS:
+        path = directory / name
+        if path.exists() and not is_ours(path):
+            os.replace(path, directory / (name + CHAIN_SUFFIX))
+        text = _TEMPLATE.format(marker=MARKER, name=name, suffix=CHAIN_SUFFIX)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            tmp = directory / (name + ".theta-tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o755)
+            os.replace(tmp, path)
+            written.append(name)
+    return written
+
+
+def uninstall_hooks() -> list[str]:
+    """Remove our hooks and put back the hooks they chained to; return the hooks removed."""
+    directory = hooks_dir()
+    removed = []
+    for name in HOOKS:
+        path, chained = directory / name, directory / (name + CHAIN_SUFFIX)
+        if is_ours(path):
+            path.unlink()
+            removed.append(name)
+            if chained.exists():
+                os.replace(chained, path)
+    return removed

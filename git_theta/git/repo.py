@@ -1,0 +1,42 @@
+"""Facts about the current repository: where it is and where its LFS objects live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from git_theta.errors import UsageError
+from git_theta.git.runner import GitError, output, run
+
+
+def common_dir(cwd: str | None = None) -> Path:
+    """Return the repository's common git directory (shared by all worktrees)."""
+    try:
+        return Path(output("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=cwd))
+    except GitError:
+        raise UsageError("not inside a git repository; run this in one (or git init first)") from None
+
+
+def toplevel(cwd: str | None = None) -> Path:
+    """Return the root of the working tree."""
+    try:
+        return Path(output("rev-parse", "--show-toplevel", cwd=cwd))
+    except GitError:
+        raise UsageError("not inside a git working tree; run this in one") from None
+
+
+def lfs_storage(cwd: str | None = None) -> Path:
+    """Return Git LFS's local storage directory, honouring ``lfs.storage`` as git-lfs does."""
+    git_dir = common_dir(cwd)
+    configured = run("config", "--get", "lfs.storage", cwd=cwd, check=False).stdout.decode().strip()
+    if not configured:
+        return git_dir / "lfs"
+    # git-lfs resolves a relative lfs.storage against the git directory.
+    path = Path(os.path.expanduser(configured))
+    return path if path.is_absolute() else git_dir / path
+
+
+def resolve_tree(rev: str, cwd: str | None = None) -> str | None:
+    """Return the tree id of ``rev``, or None when it is not a revision."""
+    result = run("rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}", cwd=cwd, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None

@@ -1,0 +1,47 @@
+"""The one place that runs git: argument lists only (never a shell), exit status always checked."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from git_theta.errors import GitThetaError
+
+
+class GitError(GitThetaError):
+    """A git or git-lfs command failed; keeps the command, exit code and stderr."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.stderr = stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+        super().__init__(f"'{' '.join(args)}' failed (exit {returncode}): {detail}")
+
+
+def run(
+    *args: str,
+    input: bytes | None = None,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git *args`` and return the completed process; raise GitError on failure when ``check``."""
+    command = ["git", *args]
+    try:
+        result = subprocess.run(command, input=input, cwd=cwd, env=env, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise GitThetaError("git is not installed or not on PATH; install git first") from None
+    if check and result.returncode != 0:
+        raise GitError(command, result.returncode, result.stderr.decode(errors="replace"))
+    return result
+
+
+def output(*args: str, input: bytes | None = None, cwd: str | None = None) -> str:
+    """Run git and return its stdout as text without the trailing newline."""
+    return run(*args, input=input, cwd=cwd).stdout.decode("utf-8", errors="surrogateescape").rstrip("\n")
+
+
+def split_z(data: bytes) -> list[str]:
+    """Split ``-z`` output on NUL."""
+    return [item.decode("utf-8", errors="surrogateescape") for item in data.split(b"\0") if item]

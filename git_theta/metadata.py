@@ -1,0 +1,140 @@
+"""The small, versioned, human-readable file that Git stores for each tracked checkpoint.
+
+Format (documented in docs/metadata-format.md, pinned by tests/golden/):
+
+    {
+      "git_theta_metadata": 1,
+      "checkpoint_type": "safetensors",
+      "tensors": {
+        "<name>": {"dtype": "F32", "shape": [384], "nbytes": 1536, "hash": "sha256:<hex>", "oid": "<hex>", "stored": 1410},
+        ...
+      },
+      "format": {...}
+    }
+
+Tensors are listed in the order the checkpoint stores them, one per line so that ``git diff`` of the metadata names
+exactly the tensors that changed. ``format`` holds what the checkpoint plugin needs to rebuild the file exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from git_theta.dtypes import nbytes as dtype_nbytes
+from git_theta.errors import GitThetaError
+
+VERSION = 1
+MAGIC = b'{\n  "git_theta_metadata": '
+
+
+class MetadataError(GitThetaError):
+    """A metadata file cannot be parsed or is from an unsupported version."""
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor: what it is, the hash of its exact bytes, and the LFS object that holds them."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    hash: str
+    oid: str
+    stored: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form of this entry."""
+        return {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "nbytes": self.nbytes,
+            "hash": self.hash,
+            "oid": self.oid,
+            "stored": self.stored,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> TensorEntry:
+        """Build an entry from its JSON form, checking that it is consistent."""
+        try:
+            entry = cls(
+                dtype=str(data["dtype"]),
+                shape=tuple(int(d) for d in data["shape"]),
+                nbytes=int(data["nbytes"]),
+                hash=str(data["hash"]),
+                oid=str(data["oid"]),
+                stored=int(data["stored"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
+        if entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
+            raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
+        if not _is_sha256(entry.oid) or not entry.hash.startswith("sha256:") or not _is_sha256(entry.hash[7:]):
+            raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
+        return entry
+
+
+@dataclass
+class CheckpointMetadata:
+    """Everything Git stores about one checkpoint file."""
+
+    checkpoint_type: str
+    tensors: dict[str, TensorEntry] = field(default_factory=dict)
+    format: dict[str, Any] = field(default_factory=dict)
+
+    def dumps(self) -> bytes:
+        """Serialize to the canonical text form (deterministic: same checkpoint, same bytes)."""
+        lines = [
+            "{",
+            f'  "git_theta_metadata": {VERSION},',
+            f'  "checkpoint_type": {json.dumps(self.checkpoint_type)},',
+        ]
+        if self.tensors:
+            lines.append('  "tensors": {')
+            rows = [f"    {json.dumps(name)}: {json.dumps(entry.to_json())}" for name, entry in self.tensors.items()]
+            lines.append(",\n".join(rows))
+            lines.append("  },")
+        else:
+            lines.append('  "tensors": {},')
+        lines.append(f'  "format": {json.dumps(self.format, sort_keys=True)}')
+        lines.append("}")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    @classmethod
+    def loads(cls, data: bytes) -> CheckpointMetadata:
+        """Parse the text form; raise MetadataError when it is not valid metadata."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MetadataError(f"not a git-theta metadata file ({exc})") from exc
+        if not isinstance(doc, dict) or "git_theta_metadata" not in doc:
+            raise MetadataError("not a git-theta metadata file")
+        if doc["git_theta_metadata"] != VERSION:
+            raise MetadataError(
+                f"metadata version {doc['git_theta_metadata']!r} is not supported by this git-theta "
+                f"(supports {VERSION}); upgrade git-theta"
+            )
+        tensors = doc.get("tensors")
+        if not isinstance(tensors, dict) or not isinstance(doc.get("format", {}), dict):
+            raise MetadataError("metadata has no valid 'tensors' table")
+        return cls(
+            checkpoint_type=str(doc.get("checkpoint_type")),
+            tensors={name: TensorEntry.from_json(name, entry) for name, entry in tensors.items()},
+            format=doc.get("format", {}),
+        )
+
+    @property
+    def total_bytes(self) -> int:
+        """Raw size of all tensors."""
+        return sum(entry.nbytes for entry in self.tensors.values())
+
+
+def is_metadata(data: bytes) -> bool:
+    """Tell whether ``data`` looks like a git-theta metadata file (cheap prefix test)."""
+    return data.startswith(MAGIC)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

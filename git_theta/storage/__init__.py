@@ -1,0 +1,1 @@
+"""Where tensor bytes live: the object codec and the content-addressed object store."""

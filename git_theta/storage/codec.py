@@ -1,0 +1,166 @@
+"""The self-describing, lossless format of one stored tensor object (docs/object-format.md).
+
+    offset 0   8 bytes   magic b"GTOBJ" + b"\\x00" + version (1) + b"\\x00"
+    offset 8   4 bytes   little-endian length H of the header
+    offset 12  H bytes   UTF-8 JSON header, e.g.
+                         {"codec": "zstd", "group": 4, "block": 1048576, "size": 1536, "hash": "sha256:<hex>"}
+    then       payload
+
+``codec`` is ``raw`` (payload = the tensor's bytes) or ``zstd``: one zstd frame holding, for each ``block`` bytes of
+the tensor, those bytes *byte-grouped*: all first bytes of the block's elements, then all second bytes, and so on
+(``group`` is the element width). Grouping puts the slowly varying sign/exponent bytes of floats side by side, which
+is what makes weights compress (the idea behind ZipNN). Encoding is deterministic, so equal tensors give equal objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+from typing import BinaryIO, Protocol
+
+import numpy as np
+import zstandard
+
+from git_theta.storage.errors import ObjectError
+
+MAGIC = b"GTOBJ\x00\x01\x00"
+BLOCK = 1 << 20
+DEFAULT_LEVEL = 1
+#: Below this size compression cannot pay for its frame header; such tensors are stored raw.
+MIN_COMPRESS = 128
+_MAX_HEADER = 1 << 16
+
+_local = threading.local()
+
+
+class Sink(Protocol):
+    """Where an encoded object is written (an object-store writer)."""
+
+    def write(self, data: bytes | memoryview) -> object: ...
+
+    def reset(self) -> None: ...
+
+
+def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = DEFAULT_LEVEL) -> str:
+    """Write ``raw`` as an object to ``sink``; return the codec used (raw when compression does not help)."""
+    if len(raw) >= MIN_COMPRESS:
+        header = {"codec": "zstd", "group": group, "block": BLOCK, "size": len(raw), "hash": raw_hash}
+        written = _write_header(sink, header)
+        written += _write_zstd(raw, group, sink, level)
+        if written < len(raw) + 64:
+            return "zstd"
+        sink.reset()
+    _write_header(sink, {"codec": "raw", "size": len(raw), "hash": raw_hash})
+    sink.write(raw)
+    return "raw"
+
+
+def decode(stream: BinaryIO, expected_hash: str, label: str) -> bytearray:
+    """Read one object from ``stream`` and return the tensor's exact bytes, verified against ``expected_hash``."""
+    header = read_header(stream, label)
+    if header["hash"] != expected_hash:
+        raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
+    size = header["size"]
+    out = bytearray(size)
+    if header["codec"] == "raw":
+        _read_exact(stream, memoryview(out), label)
+    elif header["codec"] == "zstd":
+        _read_zstd(stream, out, int(header["group"]), int(header["block"]), label)
+    else:
+        raise ObjectError(f"object {label} uses unknown codec {header['codec']!r}; upgrade git-theta")
+    if "sha256:" + hashlib.sha256(out).hexdigest() != expected_hash:
+        raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
+    return out
+
+
+def read_header(stream: BinaryIO, label: str) -> dict:
+    """Read and check the fixed prefix and JSON header of an object."""
+    prefix = stream.read(12)
+    if len(prefix) != 12 or prefix[:8] != MAGIC:
+        raise ObjectError(f"object {label} is corrupt or not a git-theta object")
+    (length,) = struct.unpack("<I", prefix[8:])
+    if length > _MAX_HEADER:
+        raise ObjectError(f"object {label} is corrupt (header too large)")
+    try:
+        header = json.loads(stream.read(length))
+        int(header["size"])
+        str(header["hash"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ObjectError(f"object {label} is corrupt (bad header)") from exc
+    return header
+
+
+def _write_header(sink: Sink, header: dict) -> int:
+    body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    sink.write(MAGIC + struct.pack("<I", len(body)) + body)
+    return 12 + len(body)
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # A ZstdCompressor must not be shared between threads; keep one per thread and level.
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _write_zstd(raw: memoryview, group: int, sink: Sink, level: int) -> int:
+    cobj = _compressor(level).compressobj(size=len(raw))
+    written = 0
+    for start in range(0, len(raw), BLOCK):
+        chunk = cobj.compress(_grouped(raw[start : start + BLOCK], group))
+        if chunk:
+            sink.write(chunk)
+            written += len(chunk)
+    tail = cobj.flush()
+    sink.write(tail)
+    return written + len(tail)
+
+
+def _grouped(block: memoryview, group: int) -> bytes | memoryview:
+    whole = len(block) // group * group
+    if group == 1 or whole == 0:
+        return block
+    columns = np.frombuffer(block, dtype=np.uint8, count=whole).reshape(-1, group).T
+    grouped = np.ascontiguousarray(columns).reshape(-1)
+    if whole == len(block):
+        return grouped.data
+    return grouped.tobytes() + bytes(block[whole:])
+
+
+def _read_zstd(stream: BinaryIO, out: bytearray, group: int, block: int, label: str) -> None:
+    if group < 1 or block < group or block % group:
+        raise ObjectError(f"object {label} is corrupt (bad grouping parameters)")
+    view = memoryview(out)
+    buffer = bytearray(min(block, len(out)))
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        for start in range(0, len(out), block):
+            length = min(block, len(out) - start)
+            _read_exact(reader, memoryview(buffer)[:length], label)
+            _ungroup(memoryview(buffer)[:length], view[start : start + length], group)
+    except zstandard.ZstdError as exc:
+        raise ObjectError(f"object {label} is corrupt ({exc})") from exc
+
+
+def _ungroup(grouped: memoryview, dest: memoryview, group: int) -> None:
+    whole = len(grouped) // group * group
+    if group == 1 or whole == 0:
+        dest[:] = grouped
+        return
+    src = np.frombuffer(grouped, dtype=np.uint8, count=whole).reshape(group, -1)
+    np.frombuffer(dest, dtype=np.uint8, count=whole).reshape(-1, group)[...] = src.T
+    dest[whole:] = grouped[whole:]
+
+
+def _read_exact(stream: BinaryIO, dest: memoryview, label: str) -> None:
+    filled = 0
+    while filled < len(dest):
+        count = stream.readinto(dest[filled:])
+        if not count:
+            raise ObjectError(f"object {label} is truncated")
+        filled += count
