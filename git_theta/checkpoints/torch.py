@@ -56,8 +56,7 @@ class TorchCheckpoint(Checkpoint):
             obj = torch.load(spooled.name, map_location="cpu", weights_only=True, mmap=mmap)
         except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as exc:
             spooled.close()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{label}: not a PyTorch checkpoint git-theta can load safely ({first})") from exc
+            raise CheckpointError(f"{label}: {_load_failure(exc)}") from exc
         tensors: list[tuple[str, Any]] = []
         structure = _describe(obj, "", tensors, torch, label)
         return {"structure": structure}, _emit(tensors, spooled, torch, label)
@@ -75,6 +74,16 @@ class TorchCheckpoint(Checkpoint):
         with scratch_file() as target:
             torch.save(obj, target)
             copy_out(target, out)
+
+
+def _load_failure(exc: Exception) -> str:
+    if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
+        return (
+            "git-theta cannot load it safely: it holds Python objects other than tensors and plain containers, "
+            "and git-theta never unpickles those (re-save only the state dict)"
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"not a PyTorch checkpoint git-theta can read ({first})"
 
 
 def _describe(obj: Any, name: str, tensors: list[tuple[str, Any]], torch: Any, label: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
@@ -11,6 +12,7 @@ from git_theta.git.repo import lfs_storage
 from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 from git_theta.pipeline import workers
 from git_theta.storage.codec import DEFAULT_LEVEL
+from git_theta.storage.lfs_transfer import fetch_objects
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
 
 #: Set by ``git theta add --checkpoint-type``; inherited by the filter that ``git add`` starts.
@@ -20,9 +22,19 @@ CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 class FilterContext:
     """The object store, a thread pool, and lookups of what the repository already holds."""
 
-    def __init__(self, store: ObjectStore, blobs: BlobReader | None = None, level: int = DEFAULT_LEVEL) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        blobs: BlobReader | None = None,
+        fetch: Callable[[dict[str, int]], None] | None = None,
+        level: int = DEFAULT_LEVEL,
+    ) -> None:
         self.store = store
         self.level = level
+        #: Downloads missing objects (oid -> size); raises TransferError naming those it could not get.
+        self.fetch = fetch
+        #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs): check out metadata only, without the weights.
+        self.skip_smudge = os.environ.get("GIT_LFS_SKIP_SMUDGE", "") not in ("", "0")
         self.executor = ThreadPoolExecutor(workers())
         self.window = workers() + 1
         #: Tensor hash -> (oid, stored size) of tensors already stored; filled as we go.
@@ -32,7 +44,7 @@ class FilterContext:
     @classmethod
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
-        return cls(LfsObjectStore(lfs_storage()), BlobReader())
+        return cls(LfsObjectStore(lfs_storage()), BlobReader(), fetch_objects)
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""

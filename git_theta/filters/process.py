@@ -8,7 +8,7 @@ from typing import BinaryIO
 from git_theta.errors import report
 from git_theta.filters.clean import clean
 from git_theta.filters.context import FilterContext
-from git_theta.filters.pktline import (
+from git_theta.git.pktline import (
     FLUSH,
     PacketReader,
     PacketWriter,

@@ -13,6 +13,7 @@ from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, i
 from git_theta.pipeline import ordered_map
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
+from git_theta.storage.lfs_transfer import TransferError
 from git_theta.storage.objects import ObjectStore
 
 Writer = Callable[[BinaryIO], None]
@@ -30,8 +31,10 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
         metadata = CheckpointMetadata.loads(data)
     except MetadataError as exc:
         raise MetadataError(f"{path}: {exc}") from exc
+    if context.skip_smudge:
+        return lambda out: out.write(data)  # lazy checkout: keep the metadata until the weights are pulled
     plugin = load(metadata.checkpoint_type)
-    _require_objects(metadata, path, context.store)
+    _require_objects(metadata, path, context)
     specs = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in metadata.tensors.items()]
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
@@ -52,10 +55,19 @@ def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> bytea
     return data
 
 
-def _require_objects(metadata: CheckpointMetadata, path: str, store: ObjectStore) -> None:
-    missing = sorted({entry.oid for entry in metadata.tensors.values() if not store.has(entry.oid)})
-    if missing:
-        raise ObjectError(
-            f"{path}: {len(missing)} tensor object(s) are not in the local store (first: {missing[0][:12]}); "
-            "fetch them from the remote (git lfs fetch --all) and check out again, or run git theta fsck"
-        )
+def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
+    """Download the objects that are not stored locally; fail before writing anything if some cannot be had."""
+    missing = {entry.oid: entry.stored for entry in metadata.tensors.values() if not context.store.has(entry.oid)}
+    if not missing:
+        return
+    reason = "no remote to download them from"
+    if context.fetch is not None:
+        try:
+            context.fetch(missing)
+            return
+        except TransferError as exc:
+            missing, reason = {oid: missing[oid] for oid in exc.failed}, str(exc)
+    raise ObjectError(
+        f"{path}: {len(missing)} tensor object(s) are not stored locally and could not be downloaded "
+        f"(first: {sorted(missing)[0][:12]}; {reason}); make sure the remote has them, then check out again"
+    )

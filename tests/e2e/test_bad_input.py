@@ -1,0 +1,119 @@
+"""End to end: bad input fails loudly with one clear line, and leaves the index and working tree as they were."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import git, lfs_objects, random_model, save_safetensors
+
+
+def commit_model(repo: Path) -> bytes:
+    save_safetensors(repo / "model.safetensors", random_model())
+    git("add", "model.safetensors", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    return (repo / "model.safetensors").read_bytes()
+
+
+def theta_errors(stderr: bytes) -> list[str]:
+    return [line for line in stderr.decode().splitlines() if line.startswith("git-theta:")]
+
+
+def assert_add_fails_cleanly(repo: Path, path: str, expected: str) -> None:
+    index_before = git("ls-files", "-s", cwd=repo).stdout
+    content_before = (repo / path).read_bytes()
+    result = git("add", path, cwd=repo, check=False)
+    assert result.returncode != 0
+    errors = theta_errors(result.stderr)
+    assert len(errors) == 1, result.stderr.decode()
+    assert path in errors[0] and expected in errors[0]
+    assert b"Traceback" not in result.stderr
+    assert git("ls-files", "-s", cwd=repo).stdout == index_before
+    assert (repo / path).read_bytes() == content_before
+
+
+@pytest.mark.parametrize("cut", [4, 20, 200, -5])
+def test_truncated_safetensors_is_refused(repo: Path, cut: int) -> None:
+    data = commit_model(repo)
+    (repo / "model.safetensors").write_bytes(data[:cut])
+    assert_add_fails_cleanly(repo, "model.safetensors", "truncated" if cut != 4 else "")
+
+
+def test_corrupt_header_is_refused(repo: Path) -> None:
+    data = bytearray(commit_model(repo))
+    data[8:12] = b"!!!!"
+    (repo / "model.safetensors").write_bytes(bytes(data))
+    assert_add_fails_cleanly(repo, "model.safetensors", "not a valid safetensors file")
+
+
+def test_non_checkpoint_matched_by_pattern_is_refused(repo: Path) -> None:
+    (repo / "notes.safetensors").write_text("these are my notes, not a model\n")
+    assert_add_fails_cleanly(repo, "notes.safetensors", "safetensors")
+
+
+def test_unknown_format_names_the_file_and_what_to_do(repo: Path) -> None:
+    git("config", "--global", "core.attributesFile", str(repo / ".extra-attributes"), cwd=repo)
+    (repo / ".extra-attributes").write_text("*.weights filter=theta\n")
+    (repo / "model.weights").write_bytes(os.urandom(5000))
+    assert_add_fails_cleanly(repo, "model.weights", "--checkpoint-type")
+
+
+def test_malicious_pickle_is_never_unpickled(repo: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"w": torch.ones(2), "evil": Exploit()}, repo / "evil.pt", pickle_module=pickle)
+    assert_add_fails_cleanly(repo, "evil.pt", "cannot load it safely")
+    assert not marker.exists()
+
+
+def test_missing_object_fails_checkout_without_writing_a_broken_file(repo: Path) -> None:
+    commit_model(repo)
+    for oid in lfs_objects(repo):
+        (repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).unlink()
+        break
+    (repo / "model.safetensors").unlink()
+    result = git("checkout", "--", "model.safetensors", cwd=repo, check=False)
+    assert result.returncode != 0
+    errors = theta_errors(result.stderr)
+    assert len(errors) == 1 and "model.safetensors" in errors[0] and "tensor object" in errors[0]
+    assert b"Traceback" not in result.stderr
+    assert not (repo / "model.safetensors").exists()
+
+
+def test_corrupt_object_is_detected_on_checkout(repo: Path) -> None:
+    original = commit_model(repo)
+    oid = sorted(lfs_objects(repo))[0]
+    path = repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    (repo / "model.safetensors").unlink()
+    result = git("checkout", "--", "model.safetensors", cwd=repo, check=False)
+    assert result.returncode != 0
+    errors = theta_errors(result.stderr)
+    assert len(errors) == 1 and "corrupt" in errors[0], result.stderr.decode()
+    assert not (repo / "model.safetensors").exists() or (repo / "model.safetensors").read_bytes() == original
+
+
+def test_debug_shows_a_traceback(repo: Path) -> None:
+    (repo / "bad.safetensors").write_text("not a model")
+    result = git("add", "bad.safetensors", cwd=repo, check=False, env={"GIT_THETA_DEBUG": "1"})
+    assert result.returncode != 0 and b"Traceback" in result.stderr
+
+
+def test_unknown_checkpoint_type_lists_the_known_ones(repo: Path) -> None:
+    save_safetensors(repo / "model.safetensors", random_model())
+    result = git("theta", "add", "model.safetensors", "--checkpoint-type", "nope", cwd=repo, check=False)
+    assert result.returncode != 0
+    assert theta_errors(result.stderr) == [
+        "git-theta: error: unknown checkpoints plugin 'nope' (available: npz, safetensors, torch)"
+    ]
