@@ -25,10 +25,12 @@ class BlobReader:
         line = process.stdout.readline()
         if not line:
             raise GitError(["git", "cat-file", "--batch"], process.poll() or -1, "stopped unexpectedly")
+        # "<oid> <type> <size>" for an object; "<name> missing" (the name may hold spaces) otherwise.
         fields = line.split()
-        if len(fields) != 3 or fields[1] != b"blob":
-            if len(fields) == 3:  # an existing non-blob object: skip its content
-                process.stdout.read(int(fields[2]) + 1)
+        if len(fields) != 3 or not fields[2].isdigit() or line.endswith(b" missing\n"):
+            return None
+        if fields[1] != b"blob":
+            process.stdout.read(int(fields[2]) + 1)
             return None
         data = process.stdout.read(int(fields[2]))
         process.stdout.read(1)
