@@ -6,7 +6,7 @@ Format (documented in docs/metadata-format.md, pinned by tests/golden/):
       "git_theta_metadata": 1,
       "checkpoint_type": "safetensors",
       "tensors": {
-        "<name>": {"dtype": "F32", "shape": [384], "nbytes": 1536, "hash": "sha256:<hex>", "oid": "<hex>", "stored": 1410},
+        "<name>": {"dtype": "F32", "shape": [384], "nbytes": 1536, "hash": "sha256:…", "oid": "…", "stored": 1410},
         ...
       },
       "format": {...}

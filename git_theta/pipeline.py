@@ -17,7 +17,9 @@ def workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def ordered_map(executor: ThreadPoolExecutor, fn: Callable[[In], Out], items: Iterable[In], window: int) -> Iterator[Out]:
+def ordered_map(
+    executor: ThreadPoolExecutor, fn: Callable[[In], Out], items: Iterable[In], window: int
+) -> Iterator[Out]:
     """Yield ``fn(item)`` in input order, keeping at most ``window`` items in flight."""
     pending: deque[Future[Out]] = deque()
     try:

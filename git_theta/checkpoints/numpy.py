@@ -52,14 +52,16 @@ class NpzCheckpoint(Checkpoint):
         compression = zipfile.ZIP_DEFLATED if format_data.get("compressed") else zipfile.ZIP_STORED
         with scratch_file() as target:
             with zipfile.ZipFile(target, "w", compression=compression) as archive:
-                for spec, data in zip(specs, tensors):
+                for spec, data in zip(specs, tensors, strict=True):
                     array = np.frombuffer(data, dtype=NUMPY_DTYPES[spec.dtype]).reshape(spec.shape)
                     with archive.open(spec.name + ".npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, array, allow_pickle=False)
             copy_out(target, out)
 
 
-def _read_arrays(archive: zipfile.ZipFile, spooled: Any, members: list[zipfile.ZipInfo], label: str) -> Iterator[Tensor]:
+def _read_arrays(
+    archive: zipfile.ZipFile, spooled: Any, members: list[zipfile.ZipInfo], label: str
+) -> Iterator[Tensor]:
     try:
         for member in members:
             if not member.filename.endswith(".npy"):

@@ -32,7 +32,9 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise PluginError("reading PyTorch checkpoints needs torch; install it: pip install 'git-theta[torch]'") from exc
+        raise PluginError(
+            "reading PyTorch checkpoints needs torch; install it: pip install 'git-theta[torch]'"
+        ) from exc
     return torch
 
 
@@ -69,7 +71,7 @@ class TorchCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         torch = _torch()
-        by_name = {spec.name: _to_tensor(spec, data, torch) for spec, data in zip(specs, tensors)}
+        by_name = {spec.name: _to_tensor(spec, data, torch) for spec, data in zip(specs, tensors, strict=True)}
         obj = _rebuild(format_data["structure"], by_name)
         with scratch_file() as target:
             torch.save(obj, target)
@@ -101,7 +103,9 @@ def _describe(obj: Any, name: str, tensors: list[tuple[str, Any]], torch: Any, l
         return {kind: [_describe(value, _join(name, i), tensors, torch, label) for i, value in enumerate(obj)]}
     if isinstance(obj, PRIMITIVES):
         return {"value": obj}
-    raise CheckpointError(f"{label}: {name or 'the top level'!r} holds a {type(obj).__name__}, which git-theta cannot store")
+    raise CheckpointError(
+        f"{label}: {name or 'the top level'!r} holds a {type(obj).__name__}, which git-theta cannot store"
+    )
 
 
 def _join(prefix: str, key: str | int) -> str:

@@ -9,9 +9,11 @@ import click
 from git_theta.git.history import metadata_in_commits
 from git_theta.storage.lfs_transfer import push_objects
 
+
 @click.group(hidden=True)
 def hook() -> None:
     """Hook entry points (called by the hook scripts git-theta installs)."""
+
 
 @hook.command("pre-push")
 @click.argument("remote")

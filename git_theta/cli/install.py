@@ -22,7 +22,9 @@ def install(local: bool) -> None:
     if local and not _in_repository():
         raise UsageError("--local needs a git repository; run it inside one")
     config.set_values(config.FILTER_CONFIG, local)
-    click.echo(f"git-theta: filter 'theta' configured in the {'local' if local else 'global'} git config ({lfs_version})")
+    click.echo(
+        f"git-theta: filter 'theta' configured in the {'local' if local else 'global'} git config ({lfs_version})"
+    )
     if _in_repository():
         repo.toplevel()
         written = hooks.install_hooks()

@@ -60,10 +60,10 @@ def _as_json(metadata: CheckpointMetadata) -> dict:
 
 
 def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) -> None:
-    stored = _stored_bytes(metadata)
+    objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}  # shared objects count once
     click.echo(
-        f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, "
-        f"{_size(metadata.total_bytes)}, stored {_size(stored)} in {len({e.oid for e in metadata.tensors.values()})} objects)"
+        f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, {_size(metadata.total_bytes)}, "
+        f"stored {_size(sum(objects.values()))} in {len(objects)} objects)"
     )
     if not tensors or not metadata.tensors:
         return
@@ -72,11 +72,6 @@ def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) ->
     for name, entry in metadata.tensors.items():
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
         click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}")
-
-
-def _stored_bytes(metadata: CheckpointMetadata) -> int:
-    # Identical tensors share one object: count each object once.
-    return sum({entry.oid: entry.stored for entry in metadata.tensors.values()}.values())
 
 
 def _size(count: int) -> str:

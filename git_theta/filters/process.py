@@ -8,6 +8,7 @@ from typing import BinaryIO
 from git_theta.errors import report
 from git_theta.filters.clean import clean
 from git_theta.filters.context import FilterContext
+from git_theta.filters.smudge import smudge
 from git_theta.git.pktline import (
     FLUSH,
     PacketReader,
@@ -16,7 +17,6 @@ from git_theta.git.pktline import (
     read_text_list,
     write_text_list,
 )
-from git_theta.filters.smudge import smudge
 
 CAPABILITIES = ("clean", "smudge")
 

@@ -46,7 +46,9 @@ def push_objects(remote: str, oids: list[str]) -> None:
     try:
         run("lfs", "push", "--object-id", remote, "--stdin", input="\n".join(oids).encode() + b"\n")
     except GitError as exc:
-        raise TransferError(f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {exc.stderr.strip()}") from exc
+        raise TransferError(
+            f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {exc.stderr.strip()}"
+        ) from exc
 
 
 def fetch_objects(objects: dict[str, int]) -> None:

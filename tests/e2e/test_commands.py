@@ -71,7 +71,9 @@ def test_hooks_chain_to_existing_hooks_and_honour_core_hooks_path(installed: Pat
     hooks.mkdir()
     git("config", "core.hooksPath", str(hooks), cwd=repo)
     existing = hooks / "pre-push"
-    existing.write_text('#!/bin/sh\necho "other tool ran with $1" >> "$(dirname "$0")/ran.log"\ncat >> "$(dirname "$0")/ran.log"\n')
+    existing.write_text(
+        '#!/bin/sh\necho "other tool ran with $1" >> "$(dirname "$0")/ran.log"\ncat >> "$(dirname "$0")/ran.log"\n'
+    )
     existing.chmod(0o755)
 
     theta("track", "*.safetensors", cwd=repo)
