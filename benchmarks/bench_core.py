@@ -23,6 +23,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -96,8 +97,11 @@ def read_header(path: Path) -> tuple[dict, int]:
 
 def smallest_f32_tensor(header: dict) -> str:
     """The smallest F32 tensor (first in file order on ties): a typical 'one small tensor changed' edit."""
-    candidates = [(info["data_offsets"][1] - info["data_offsets"][0], info["data_offsets"][0], name)
-                  for name, info in header.items() if info["dtype"] == "F32"]
+    candidates = [
+        (info["data_offsets"][1] - info["data_offsets"][0], info["data_offsets"][0], name)
+        for name, info in header.items()
+        if info["dtype"] == "F32"
+    ]
     return min(candidates)[2]
 
 
@@ -328,6 +332,7 @@ class Summary:
     """Best wall time, highest peak RSS and stored bytes of one step for one tool, over all repeats."""
 
     seconds: float
+    median_seconds: float
     all_seconds: list[float]
     peak_mib: float | None
     filter_cpu: float | None
@@ -356,6 +361,7 @@ def summarize(runs: list[Run]) -> Summary:
     peaks = [run.peak_kib for run in runs if run.peak_kib is not None]
     return Summary(
         seconds=best.seconds,
+        median_seconds=statistics.median(run.seconds for run in runs),
         all_seconds=[round(run.seconds, 3) for run in runs],
         peak_mib=max(peaks) / 1024 if peaks else None,
         filter_cpu=best.filter_cpu,
@@ -374,9 +380,13 @@ def bench_model(model: Model, work: Path, env: dict[str, str], repeat: int) -> M
         for step in STEPS:
             for tool in TOOLS:
                 collected[step][tool].append(runs[step][tool])
-        print(f"  {model.key} repeat {index + 1}/{repeat}: " + ", ".join(
-            f"{step} {runs[step]['theta'].seconds:.2f}/{runs[step]['lfs'].seconds:.2f} s" for step in STEPS
-        ), file=sys.stderr)
+        print(
+            f"  {model.key} repeat {index + 1}/{repeat}: "
+            + ", ".join(
+                f"{step} {runs[step]['theta'].seconds:.2f}/{runs[step]['lfs'].seconds:.2f} s" for step in STEPS
+            ),
+            file=sys.stderr,
+        )
     result = ModelResult(model.label, model.original.stat().st_size, model.tensors, model.changed, model.changed_bytes)
     result.steps = {step: {tool: summarize(collected[step][tool]) for tool in TOOLS} for step in STEPS}
     return result
@@ -433,20 +443,28 @@ def _mib(value: float | None) -> str:
 
 def print_table(results: dict[str, ModelResult], targets: list[dict[str, object]]) -> None:
     """Print one table per model, then the targets."""
-    columns = f"{'step':<9}{'theta s':>9}{'lfs s':>8}{'theta/lfs':>11}{'theta MiB':>11}{'lfs MiB':>9}" \
-              f"{'theta stored MB':>17}{'lfs stored MB':>15}"
+    columns = (
+        f"{'step':<9}{'theta s':>9}{'lfs s':>8}{'theta/lfs':>11}{'theta MiB':>11}{'lfs MiB':>9}"
+        f"{'theta stored MB':>17}{'lfs stored MB':>15}"
+    )
     for result in results.values():
-        print(f"\n{result.model}: {result.file_bytes / 1e6:.1f} MB, {result.tensors} tensors; "
-              f"changed tensor {result.changed!r} ({result.changed_bytes} B)")
+        print(
+            f"\n{result.model}: {result.file_bytes / 1e6:.1f} MB, {result.tensors} tensors; "
+            f"changed tensor {result.changed!r} ({result.changed_bytes} B)"
+        )
         print(columns)
         print("-" * len(columns))
         for step in STEPS:
             theta, lfs = result.steps[step]["theta"], result.steps[step]["lfs"]
-            print(f"{step:<9}{theta.seconds:>9.2f}{lfs.seconds:>8.2f}{result.ratio(step):>10.2f}x"
-                  f"{_mib(theta.peak_mib):>11}{_mib(lfs.peak_mib):>9}"
-                  f"{theta.stored / 1e6:>17.1f}{lfs.stored / 1e6:>15.1f}")
-    print("\nMiB columns: peak RSS of the filter process git started (max over repeats). "
-          "Seconds: best of the repeats, wall clock of the git command.")
+            print(
+                f"{step:<9}{theta.seconds:>9.2f}{lfs.seconds:>8.2f}{result.ratio(step):>10.2f}x"
+                f"{_mib(theta.peak_mib):>11}{_mib(lfs.peak_mib):>9}"
+                f"{theta.stored / 1e6:>17.1f}{lfs.stored / 1e6:>15.1f}"
+            )
+    print(
+        "\nMiB columns: peak RSS of the filter process git started (max over repeats). "
+        "Seconds: best of the repeats, wall clock of the git command."
+    )
     print("\nTargets:")
     for item in targets:
         print(f"  [{'met' if item['met'] else 'MISSED'}] {item['target']}: {item['measured']}")
@@ -454,6 +472,7 @@ def print_table(results: dict[str, ModelResult], targets: list[dict[str, object]
 
 def versions(env: dict[str, str]) -> dict[str, str]:
     """Tool versions and the machine, for the JSON record."""
+
     def out(*command: str) -> str:
         return subprocess.run(command, env=env, capture_output=True, text=True).stdout.strip()
 

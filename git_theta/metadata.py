@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from git_theta.dtypes import ITEMSIZE
 from git_theta.dtypes import nbytes as dtype_nbytes
 from git_theta.errors import GitThetaError
 
@@ -69,7 +70,9 @@ class TensorEntry:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
-        if entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
+        if entry.dtype not in ITEMSIZE:
+            raise MetadataError(f"tensor {name!r} has dtype {entry.dtype!r}, unknown to this git-theta; upgrade it")
+        if any(dim < 0 for dim in entry.shape) or entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
             raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
         if not _is_sha256(entry.oid) or not entry.hash.startswith("sha256:") or not _is_sha256(entry.hash[7:]):
             raise MetadataError(f"tensor {name!r} has a malformed hash or oid")

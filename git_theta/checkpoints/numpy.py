@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -35,7 +37,7 @@ class NpzCheckpoint(Checkpoint):
         spooled = spool(stream)
         try:
             archive = zipfile.ZipFile(spooled)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
             spooled.close()
             raise CheckpointError(f"{label}: not a valid .npz archive ({exc})") from exc
         members = archive.infolist()
@@ -69,12 +71,14 @@ def _read_arrays(
             with archive.open(member) as handle:
                 try:
                     array = np.lib.format.read_array(handle, allow_pickle=False)
-                except ValueError as exc:
+                except (ValueError, SyntaxError, tokenize.TokenError) as exc:
                     raise CheckpointError(f"{label}: array {member.filename!r} cannot be read safely ({exc})") from exc
             dtype = _dtype_name(array.dtype, label, member.filename)
-            data = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype])
-            yield Tensor(TensorSpec(member.filename[:-4], dtype, tuple(array.shape)), memoryview(data).cast("B"))
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            data = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype]).reshape(-1).view(np.uint8)
+            yield Tensor(TensorSpec(member.filename[:-4], dtype, tuple(array.shape)), memoryview(data))
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
         raise CheckpointError(f"{label}: the .npz archive is corrupt or truncated ({exc})") from exc
     finally:
         archive.close()

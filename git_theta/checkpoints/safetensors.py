@@ -69,7 +69,7 @@ def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:
         if name == "__metadata__":
             continue
         placed.append(_parse_entry(name, info, label))
-    placed.sort(key=lambda item: item[0])
+    placed.sort(key=lambda item: (item[0], item[1]))  # an empty tensor may share its offset with the next
     position = 0
     for begin, end, spec in placed:
         if begin != position:
@@ -84,7 +84,8 @@ def _parse_entry(name: str, info: Any, label: str) -> tuple[int, int, TensorSpec
         shape = tuple(info["shape"])
         begin, end = info["data_offsets"]
         valid = (
-            isinstance(begin, int)
+            isinstance(dtype, str)
+            and isinstance(begin, int)
             and isinstance(end, int)
             and all(isinstance(d, int) and d >= 0 for d in shape)
             and 0 <= begin <= end

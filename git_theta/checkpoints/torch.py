@@ -7,8 +7,6 @@ tensor's dtype, shape and bytes; the container is re-saved by torch, so the file
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -56,7 +54,7 @@ class TorchCheckpoint(Checkpoint):
         spooled.seek(0)
         try:
             obj = torch.load(spooled.name, map_location="cpu", weights_only=True, mmap=mmap)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for hostile or broken files
             spooled.close()
             raise CheckpointError(f"{label}: {_load_failure(exc)}") from exc
         tensors: list[tuple[str, Any]] = []
@@ -79,13 +77,14 @@ class TorchCheckpoint(Checkpoint):
 
 
 def _load_failure(exc: Exception) -> str:
-    if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
+    message = str(exc)
+    if any(word in message.lower() for word in ("unsupported global", "unsupported class", "is blocked")):
         return (
             "git-theta cannot load it safely: it holds Python objects other than tensors and plain containers, "
             "and git-theta never unpickles those (re-save only the state dict)"
         )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"not a PyTorch checkpoint git-theta can read ({first})"
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return f"not a PyTorch checkpoint git-theta can read ({first[:200]}); check the file or re-save it with torch.save"
 
 
 def _describe(obj: Any, name: str, tensors: list[tuple[str, Any]], torch: Any, label: str) -> Any:
@@ -118,7 +117,7 @@ def _emit(tensors: list[tuple[str, Any]], spooled: Any, torch: Any, label: str) 
             dtype = DTYPES.get(str(tensor.dtype).removeprefix("torch."))
             if dtype is None or tensor.layout != torch.strided or tensor.is_quantized:
                 raise CheckpointError(f"{label}: tensor {name!r} ({tensor.dtype}, {tensor.layout}) is not supported")
-            flat = tensor.detach().contiguous().reshape(-1)
+            flat = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
             data = flat.view(torch.uint8).numpy() if flat.numel() else b""
             yield Tensor(TensorSpec(name, dtype, tuple(tensor.shape)), memoryview(data).cast("B"))
     finally:

@@ -49,10 +49,7 @@ def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> bytea
     """Return a tensor's exact bytes from its object, verified against the hash in the metadata."""
     path, name, entry = item
     with store.open(entry.oid) as stream:
-        data = decode(stream, entry.hash, f"{entry.oid[:12]} (tensor {name!r} of {path})")
-    if len(data) != entry.nbytes:
-        raise ObjectError(f"{path}: object {entry.oid[:12]} for tensor {name!r} has the wrong size")
-    return data
+        return decode(stream, entry.hash, entry.nbytes, f"{entry.oid[:12]} (tensor {name!r} of {path})")
 
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:

@@ -22,10 +22,9 @@ def read_packet(stream: BinaryIO) -> bytes | None:
         raise EOFError
     if len(head) != 4:
         raise ProtocolError("truncated pkt-line header from git")
-    try:
-        length = int(head, 16)
-    except ValueError:
-        raise ProtocolError(f"bad pkt-line header {head!r} from git") from None
+    if not all(c in b"0123456789abcdef" for c in head.lower()):
+        raise ProtocolError(f"bad pkt-line header {head!r} from git")
+    length = int(head, 16)
     if length == 0:
         return None
     if length < 4:

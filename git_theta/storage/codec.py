@@ -57,19 +57,16 @@ def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = 
     return "raw"
 
 
-def decode(stream: BinaryIO, expected_hash: str, label: str) -> bytearray:
+def decode(stream: BinaryIO, expected_hash: str, expected_size: int, label: str) -> bytearray:
     """Read one object from ``stream`` and return the tensor's exact bytes, verified against ``expected_hash``."""
     header = read_header(stream, label)
-    if header["hash"] != expected_hash:
+    if header["hash"] != expected_hash or header["size"] != expected_size:
         raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
-    size = header["size"]
-    out = bytearray(size)
+    out = bytearray(expected_size)
     if header["codec"] == "raw":
         _read_exact(stream, memoryview(out), label)
-    elif header["codec"] == "zstd":
-        _read_zstd(stream, out, int(header["group"]), int(header["block"]), label)
     else:
-        raise ObjectError(f"object {label} uses unknown codec {header['codec']!r}; upgrade git-theta")
+        _read_zstd(stream, out, header["group"], header["block"], label)
     if "sha256:" + hashlib.sha256(out).hexdigest() != expected_hash:
         raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
     return out
@@ -85,11 +82,29 @@ def read_header(stream: BinaryIO, label: str) -> dict:
         raise ObjectError(f"object {label} is corrupt (header too large)")
     try:
         header = json.loads(stream.read(length))
-        int(header["size"])
-        str(header["hash"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ObjectError(f"object {label} is corrupt (bad header)") from exc
+    if not isinstance(header, dict) or not _valid_header(header):
+        raise ObjectError(f"object {label} is corrupt or from a newer git-theta (unknown header); upgrade git-theta")
     return header
+
+
+def _valid_header(header: dict) -> bool:
+    def is_int(value: object, low: int) -> bool:
+        return type(value) is int and value >= low
+
+    if not is_int(header.get("size"), 0) or not isinstance(header.get("hash"), str):
+        return False
+    if header.get("codec") == "raw":
+        return True
+    group, block = header.get("group"), header.get("block")
+    return (
+        header.get("codec") == "zstd"
+        and is_int(group, 1)
+        and is_int(block, 1)
+        and block % group == 0
+        and block <= 1 << 30
+    )
 
 
 def _write_header(sink: Sink, header: dict) -> int:
@@ -133,8 +148,6 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
 
 
 def _read_zstd(stream: BinaryIO, out: bytearray, group: int, block: int, label: str) -> None:
-    if group < 1 or block < group or block % group:
-        raise ObjectError(f"object {label} is corrupt (bad grouping parameters)")
     view = memoryview(out)
     buffer = bytearray(min(block, len(out)))
     try:

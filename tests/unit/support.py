@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,9 @@ from git_theta.metadata import CheckpointMetadata
 from git_theta.storage.objects import MemoryObjectStore
 
 #: Few examples, no deadline: the suite must stay fast on two cores, and torch's first calls are slow.
+#: Hunt for bugs with more: THETA_MAX_EXAMPLES=1000 python -m pytest tests/unit
 PROPERTY = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("THETA_MAX_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -127,7 +129,9 @@ def assert_same_tensor(actual: torch.Tensor, expected: torch.Tensor, where: str 
     """Same dtype, shape and bit pattern."""
     assert isinstance(actual, torch.Tensor), f"{where}: {type(actual).__name__} is not a tensor"
     assert actual.dtype == expected.dtype, f"{where}: dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), f"{where}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{where}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     assert tensor_bytes(actual) == tensor_bytes(expected), f"{where}: bytes differ"
 
 
@@ -143,7 +147,7 @@ def assert_same_structure(actual: Any, expected: Any, where: str = "top") -> Non
     elif isinstance(expected, (list, tuple)):
         assert type(actual) is type(expected), f"{where}: {type(actual).__name__} != {type(expected).__name__}"
         assert len(actual) == len(expected), f"{where}: length {len(actual)} != {len(expected)}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same_structure(a, e, f"{where}/{i}")
     else:
         assert type(actual) is type(expected) and repr(actual) == repr(expected), f"{where}: {actual!r} != {expected!r}"

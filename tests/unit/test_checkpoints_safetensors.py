@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import CheckpointError
@@ -42,7 +42,10 @@ def build(header: dict | bytes, data: bytes = b"") -> bytes:
 
 
 def f32(name_offsets: dict[str, tuple[list[int], list[int]]]) -> dict:
-    return {name: {"dtype": "F32", "shape": shape, "data_offsets": offsets} for name, (shape, offsets) in name_offsets.items()}
+    return {
+        name: {"dtype": "F32", "shape": shape, "data_offsets": offsets}
+        for name, (shape, offsets) in name_offsets.items()
+    }
 
 
 @PROPERTY
@@ -51,6 +54,7 @@ def f32(name_offsets: dict[str, tuple[list[int], list[int]]]) -> dict:
     user_metadata=st.none() | st.dictionaries(st.text(max_size=6), st.text(max_size=12), max_size=3),
 )
 def test_round_trip_is_byte_identical(tensors: dict[str, torch.Tensor], user_metadata: dict | None) -> None:
+    assume(tensors or user_metadata is None)  # safetensors itself writes a broken header for ({}, metadata={...})
     data = safetensors.torch.save(tensors, metadata=user_metadata)
     with filter_context() as context:
         metadata, rebuilt = round_trip(data, "model.safetensors", context)
@@ -80,6 +84,8 @@ def test_every_dtype_scalar_empty_1d_3d(dtype: str) -> None:
         metadata, rebuilt = round_trip(data, "m.safetensors", context)
     assert rebuilt == data
     assert {name: entry.dtype for name, entry in metadata.tensors.items()} == dict.fromkeys(tensors, dtype)
+    if dtype == "F8_E8M0":
+        return  # safetensors 0.8 writes F8_E8M0 but cannot load it back
     loaded = safetensors.torch.load(rebuilt)
     for name, tensor in tensors.items():
         assert tensor_bytes(loaded[name]) == tensor_bytes(tensor)
@@ -112,11 +118,6 @@ def test_unusual_but_valid_header_bytes_are_kept() -> None:
     assert list(metadata.tensors) == ["a", "b"]  # data order, not header order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse_header sorts by begin offset only, so a zero-size tensor sharing its offset with a later "
-    "tensor is reported as 'not contiguous' when the header lists it second",
-)
 def test_zero_size_tensor_at_the_offset_of_the_next_tensor() -> None:
     header = {
         "b": {"dtype": "I8", "shape": [3], "data_offsets": [0, 3]},
@@ -186,11 +187,6 @@ def test_header_lies_and_garbage(case: str) -> None:
     _clean_error(HEADER_LIES[case])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse_entry tests `dtype not in ITEMSIZE` outside its try block, so a non-string dtype (a JSON "
-    "list or object) raises TypeError: unhashable type instead of CheckpointError",
-)
 @pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}])
 def test_non_string_dtype(dtype: object) -> None:
     _clean_error(build({"a": {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}, bytes(4)))
