@@ -1,55 +1,28 @@
-"""Entry point: lazy command loading (a filter invocation imports almost nothing) and the one error handler."""
+"""Entry point of ``git-theta``: dispatch, and the one place that turns errors into messages and exit codes.
+
+git starts the filter for every command that touches a checkpoint, so the filter commands skip click entirely.
+"""
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 
-import click
-
-from git_theta import __version__
 from git_theta.errors import report
 
-COMMANDS = {
-    "install": "git_theta.cli.install:install",
-    "uninstall": "git_theta.cli.install:uninstall",
-    "track": "git_theta.cli.track:track",
-    "add": "git_theta.cli.add:add",
-    "ls": "git_theta.cli.ls:ls",
-    "clean": "git_theta.cli.filter:clean",
-    "smudge": "git_theta.cli.filter:smudge",
-    "filter-process": "git_theta.cli.filter:filter_process",
-    "hook": "git_theta.cli.hook:hook",
-}
-
-
-class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when called (click's LazyGroup recipe)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module, attribute = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module), attribute)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="git-theta")
-@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
-def cli(verbose: bool) -> None:
-    """git-theta: version machine-learning checkpoints in Git, one exact tensor object at a time."""
-    if verbose:
-        os.environ["GIT_THETA_DEBUG"] = "1"
+FILTER_COMMANDS = ("filter-process", "clean", "smudge")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its status."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in FILTER_COMMANDS and len(args) <= 2 and not any(a.startswith("-") for a in args[1:]):
+        sys.exit(_run_filter(args[0], args[1:]))
+    import click
+
+    from git_theta.cli.group import cli
+
     try:
-        cli.main(args=argv, prog_name="git-theta", standalone_mode=False)
+        cli.main(args=args, prog_name="git-theta", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -61,3 +34,15 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the one place that turns exceptions into messages
         sys.exit(report(exc))
     sys.exit(0)
+
+
+def _run_filter(command: str, args: list[str]) -> int:
+    from git_theta.filters import run
+
+    try:
+        getattr(run, command.replace("-", "_"))(*args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        return report(exc)
+    return 0

@@ -23,7 +23,10 @@ CAPABILITIES = ("clean", "smudge")
 
 def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
     """Answer git's clean and smudge requests until git closes our input."""
-    _handshake(stdin, stdout)
+    try:
+        _handshake(stdin, stdout)
+    except EOFError:
+        raise ProtocolError("git closed the connection during the filter handshake") from None
     while True:
         try:
             request = dict(item.split("=", 1) for item in read_text_list(stdin) if "=" in item)
@@ -38,9 +41,14 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
                 _answer_smudge(content, path, stdout, context)
             else:
                 raise ProtocolError(f"git asked for unsupported filter command {command!r}")
+        except EOFError:
+            raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
             report(exc)
-            content.drain()
+            try:
+                content.drain()
+            except EOFError:
+                raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
             write_text_list(stdout, ["status=error"])
 
 

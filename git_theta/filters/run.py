@@ -1,0 +1,37 @@
+"""The filter commands git runs, on the process's own stdin and stdout."""
+
+from __future__ import annotations
+
+import sys
+
+from git_theta.filters.clean import clean as clean_checkpoint
+from git_theta.filters.context import FilterContext
+from git_theta.filters.process import serve
+from git_theta.filters.smudge import smudge as smudge_metadata
+
+
+def filter_process() -> None:
+    """Serve git's long-running filter protocol (``filter.theta.process``)."""
+    context = FilterContext.for_repository()
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer, context)
+    finally:
+        context.close()
+
+
+def clean(path: str = "") -> None:
+    """Single-shot clean (``filter.theta.clean``): checkpoint on stdin, metadata on stdout."""
+    context = FilterContext.for_repository()
+    try:
+        sys.stdout.buffer.write(clean_checkpoint(sys.stdin.buffer, path, context))
+    finally:
+        context.close()
+
+
+def smudge(path: str = "") -> None:
+    """Single-shot smudge (``filter.theta.smudge``): metadata on stdin, checkpoint on stdout."""
+    context = FilterContext.for_repository()
+    try:
+        smudge_metadata(sys.stdin.buffer.read(), path, context)(sys.stdout.buffer)
+    finally:
+        context.close()
