@@ -13,9 +13,10 @@ from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
-from git_theta.storage.codec import encode
+from git_theta.storage.codec import MemorySink, encode
 
 HEAD_SIZE = 4096
+SMALL_OBJECT = 1 << 20
 
 
 def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
@@ -33,7 +34,10 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
     entries: dict[str, TensorEntry] = {}
-    for spec, entry in ordered_map(context.executor, partial(store_tensor, context), tensors, context.window):
+    stored = ordered_map(
+        context.executor, partial(store_tensor, context), tensors, context.window, lambda t: len(t.data)
+    )
+    for spec, entry in stored:
         if spec.name in entries:
             raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
         entries[spec.name] = entry
@@ -47,16 +51,24 @@ def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, Te
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     known = context.known.get(digest)
     if known is None:
-        writer = context.store.writer()
-        try:
-            encode(data, digest, itemsize(spec.dtype), writer, context.level)
-            known = writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        known = _store_object(context, data, digest, itemsize(spec.dtype))
         context.known[digest] = known
     oid, stored = known
     return spec, TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
+
+
+def _store_object(context: FilterContext, data: memoryview, digest: str, group: int) -> tuple[str, int]:
+    if len(data) <= SMALL_OBJECT:  # encoded in memory and written once: cheap for thousands of tiny tensors
+        sink = MemorySink()
+        encode(data, digest, group, sink, context.level)
+        return context.store.put(sink.getvalue())
+    writer = context.store.writer()
+    try:
+        encode(data, digest, group, writer, context.level)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _pass_through_metadata(data: bytes, path: str) -> bytes:

@@ -39,7 +39,9 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
     def write(out: BinaryIO) -> None:
-        tensors = ordered_map(context.executor, partial(load_tensor, context.store), items, context.window)
+        tensors = ordered_map(
+            context.executor, partial(load_tensor, context.store), items, context.window, lambda item: item[2].nbytes
+        )
         plugin().write(metadata.format, specs, tensors, out)
 
     return write

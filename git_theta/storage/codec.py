@@ -15,6 +15,7 @@ is what makes weights compress (the idea behind ZipNN). Encoding is deterministi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 import threading
@@ -28,8 +29,8 @@ from git_theta.storage.errors import ObjectError
 MAGIC = b"GTOBJ\x00\x01\x00"
 BLOCK = 1 << 20
 DEFAULT_LEVEL = 1
-#: Below this size compression cannot pay for its frame header; such tensors are stored raw.
-MIN_COMPRESS = 128
+#: Below this size compression rarely pays for its frame header; such tensors are stored raw.
+MIN_COMPRESS = 512
 _MAX_HEADER = 1 << 16
 
 _local = threading.local()
@@ -41,6 +42,14 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview) -> object: ...
 
     def reset(self) -> None: ...
+
+
+class MemorySink(io.BytesIO):
+    """An in-memory sink for small objects."""
+
+    def reset(self) -> None:
+        self.seek(0)
+        self.truncate()
 
 
 def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = DEFAULT_LEVEL) -> str:

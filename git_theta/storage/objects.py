@@ -37,12 +37,15 @@ class ObjectStore(Protocol):
 
     def writer(self) -> ObjectWriter: ...
 
+    def put(self, data: bytes) -> tuple[str, int]: ...
+
 
 class LfsObjectStore:
     """Objects in Git LFS's local storage (``.git/lfs`` or ``lfs.storage``), written atomically."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._made: set[Path] = set()
 
     def path(self, oid: str) -> Path:
         """Return where the object ``oid`` lives."""
@@ -66,15 +69,40 @@ class LfsObjectStore:
         """Start writing a new object."""
         return _LfsObjectWriter(self)
 
+    def put(self, data: bytes) -> tuple[str, int]:
+        """Store a small object given whole; return ``(oid, size)``."""
+        oid = hashlib.sha256(data).hexdigest()
+        if not self.has(oid):
+            fd, name = tempfile.mkstemp(dir=self.directory(self.root / "tmp"), prefix="theta-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            self.install(Path(name), oid)
+        return oid, len(data)
+
+    def directory(self, path: Path) -> Path:
+        """Return ``path``, created if needed (remembered, so each directory costs one mkdir)."""
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
+        return path
+
+    def install(self, temporary: Path, oid: str) -> None:
+        """Move a finished temporary file into place as object ``oid`` (atomic; a duplicate is dropped)."""
+        dest = self.path(oid)
+        if dest.is_file():
+            temporary.unlink()
+            return
+        self.directory(dest.parent)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, dest)
+
 
 class _LfsObjectWriter:
     """Writes to a temporary file while hashing, then renames into place (never a half-written object)."""
 
     def __init__(self, store: LfsObjectStore) -> None:
         self._store = store
-        tmp_dir = store.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="theta-")
+        fd, name = tempfile.mkstemp(dir=store.directory(store.root / "tmp"), prefix="theta-")
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._hash = hashlib.sha256()
@@ -94,13 +122,7 @@ class _LfsObjectWriter:
     def commit(self) -> tuple[str, int]:
         self._file.close()
         oid = self._hash.hexdigest()
-        dest = self._store.path(oid)
-        if dest.is_file():
-            self._path.unlink()
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self._path, 0o644)
-            os.replace(self._path, dest)
+        self._store.install(self._path, oid)
         return oid, self._size
 
     def abort(self) -> None:
@@ -125,6 +147,11 @@ class MemoryObjectStore:
     def writer(self) -> _MemoryObjectWriter:
         return _MemoryObjectWriter(self)
 
+    def put(self, data: bytes) -> tuple[str, int]:
+        oid = hashlib.sha256(data).hexdigest()
+        self.objects.setdefault(oid, data)
+        return oid, len(data)
+
 
 class _MemoryObjectWriter:
     def __init__(self, store: MemoryObjectStore) -> None:
@@ -138,10 +165,7 @@ class _MemoryObjectWriter:
         self._buffer = io.BytesIO()
 
     def commit(self) -> tuple[str, int]:
-        data = self._buffer.getvalue()
-        oid = hashlib.sha256(data).hexdigest()
-        self._store.objects.setdefault(oid, data)
-        return oid, len(data)
+        return self._store.put(self._buffer.getvalue())
 
     def abort(self) -> None:
         self._buffer = io.BytesIO()
