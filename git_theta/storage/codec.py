@@ -21,7 +21,6 @@ import struct
 import threading
 from typing import BinaryIO, Protocol
 
-import numpy as np
 import zstandard
 
 from git_theta.storage.errors import ObjectError
@@ -149,6 +148,8 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
     whole = len(block) // group * group
     if group == 1 or whole == 0:
         return block
+    import numpy as np  # imported on first use: a checkout never needs it
+
     elements = np.frombuffer(block, dtype=np.uint8, count=whole).reshape(-1, group)
     grouped = np.empty((group, len(elements)), dtype=np.uint8)
     for column in range(group):  # one strided copy per byte column is ~3x faster than a transposed copy
@@ -159,28 +160,26 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
 
 
 def _read_zstd(stream: BinaryIO, out: bytearray, group: int, block: int, label: str) -> None:
-    view = memoryview(out)
     buffer = bytearray(min(block, len(out)))
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
         for start in range(0, len(out), block):
             length = min(block, len(out) - start)
             _read_exact(reader, memoryview(buffer)[:length], label)
-            _ungroup(memoryview(buffer)[:length], view[start : start + length], group)
+            _ungroup(buffer, length, out, start, group)
     except zstandard.ZstdError as exc:
         raise ObjectError(f"object {label} is corrupt ({exc})") from exc
 
 
-def _ungroup(grouped: memoryview, dest: memoryview, group: int) -> None:
-    whole = len(grouped) // group * group
-    if group == 1 or whole == 0:
-        dest[:] = grouped
-        return
-    columns = np.frombuffer(grouped, dtype=np.uint8, count=whole).reshape(group, -1)
-    elements = np.frombuffer(dest, dtype=np.uint8, count=whole).reshape(-1, group)
-    for column in range(group):
-        elements[:, column] = columns[column]
-    dest[whole:] = grouped[whole:]
+def _ungroup(grouped: bytearray, length: int, out: bytearray, start: int, group: int) -> None:
+    """Undo the byte grouping of ``grouped[:length]`` into ``out[start:start + length]``."""
+    # bytearray's extended-slice assignment is a C loop: no numpy needed, so a checkout skips numpy's import.
+    whole = length // group * group
+    column = whole // group
+    source = memoryview(grouped)
+    for index in range(group):
+        out[start + index : start + whole : group] = source[index * column : (index + 1) * column]
+    out[start + whole : start + length] = source[whole:length]
 
 
 def _read_exact(stream: BinaryIO, dest: memoryview, label: str) -> None:
