@@ -492,10 +492,14 @@ def versions(env: dict[str, str]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------- main
 
 
+BUILDERS = {"minilm": minilm_model, "big": big_model, "tiny": tiny_model}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="MiniLM and the tiny-tensor model only (no 1 GiB model)")
+    parser.add_argument("--models", nargs="+", choices=sorted(BUILDERS), help="run only these models")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per model; the best time is reported (3)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--workdir", type=Path, help="parent directory for the temporary data (default: $TMPDIR)")
@@ -512,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         home.mkdir()
         data.mkdir()
         env = isolated_env(home)
-        builders = [minilm_model, tiny_model] if args.quick else [minilm_model, big_model, tiny_model]
+        keys = args.models or (["minilm", "tiny"] if args.quick else ["minilm", "big", "tiny"])
+        builders = [BUILDERS[key] for key in keys]
         results: dict[str, ModelResult] = {}
         for build in builders:
             model = build(data)

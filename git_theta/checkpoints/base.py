@@ -39,6 +39,8 @@ class Checkpoint(ABC):
     name: ClassVar[str]
     #: File name extensions (lower case, with the dot) that suggest this format.
     extensions: ClassVar[tuple[str, ...]] = ()
+    #: True when ``write`` is done with a tensor's bytes once it asks for the next tensor: their memory is reused.
+    releases_tensors: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

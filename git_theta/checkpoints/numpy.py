@@ -28,6 +28,7 @@ class NpzCheckpoint(Checkpoint):
 
     name = "npz"
     extensions = (".npz",)
+    releases_tensors = True
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

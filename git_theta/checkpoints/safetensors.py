@@ -20,6 +20,7 @@ class SafetensorsCheckpoint(Checkpoint):
 
     name = "safetensors"
     extensions = (".safetensors",)
+    releases_tensors = True
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

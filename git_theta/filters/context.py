@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from git_theta.buffers import BufferPool
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import lfs_storage
@@ -36,6 +37,7 @@ class FilterContext:
         #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs): check out metadata only, without the weights.
         self.skip_smudge = os.environ.get("GIT_LFS_SKIP_SMUDGE", "") not in ("", "0")
         self.executor = ThreadPoolExecutor(workers())
+        self.buffers = BufferPool()
         self.window = workers() + 1
         #: Tensor hash -> (oid, stored size) of tensors already stored; filled as we go.
         self.known: dict[str, tuple[str, int]] = {}

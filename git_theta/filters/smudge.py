@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import BinaryIO
 
+from git_theta.buffers import BufferPool
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
 from git_theta.filters.context import FilterContext
@@ -39,19 +40,38 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
     def write(out: BinaryIO) -> None:
-        tensors = ordered_map(
-            context.executor, partial(load_tensor, context.store), items, context.window, lambda item: item[2].nbytes
-        )
-        plugin().write(metadata.format, specs, tensors, out)
+        pool = context.buffers if plugin.releases_tensors else None
+        load = partial(load_tensor, context.store, pool)
+        tensors = ordered_map(context.executor, load, items, context.window, lambda item: item[2].nbytes)
+        plugin().write(metadata.format, specs, _recycled(tensors, pool), out)
 
     return write
 
 
-def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> bytearray:
-    """Return a tensor's exact bytes from its object, verified against the hash in the metadata."""
+def load_tensor(
+    store: ObjectStore, pool: BufferPool | None, item: tuple[str, str, TensorEntry]
+) -> tuple[bytearray | None, memoryview]:
+    """Return a tensor's exact bytes from its object, verified against the hash in the metadata.
+
+    With a pool, the bytes are decoded into one of its buffers, returned with them for recycling.
+    """
     path, name, entry = item
+    buffer = pool.take(entry.nbytes) if pool is not None else None
     with store.open(entry.oid) as stream:
-        return decode(stream, entry.hash, entry.nbytes, f"{entry.oid[:12]} (tensor {name!r} of {path})")
+        view = decode(stream, entry.hash, entry.nbytes, f"{entry.oid[:12]} (tensor {name!r} of {path})", buffer)
+    return buffer, view
+
+
+def _recycled(
+    tensors: Iterator[tuple[bytearray | None, memoryview]], pool: BufferPool | None
+) -> Iterator[memoryview]:
+    """Yield the tensors; a tensor's buffer goes back to the pool when the writer asks for the next one."""
+    previous = None
+    for buffer, view in tensors:
+        if previous is not None and pool is not None:
+            pool.give(previous)
+        previous = buffer
+        yield view
 
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import BinaryIO
 
 from git_theta.errors import GitThetaError
@@ -92,14 +93,33 @@ class PacketWriter(io.RawIOBase):
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._fd = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
+        if self._fd is not None and len(view) > MAX_DATA:
+            self._stream.flush()  # keep order with what went through the buffered stream
+            for start in range(0, len(view), MAX_DATA):
+                chunk = view[start : start + MAX_DATA]
+                _writev_all(self._fd, b"%04x" % (len(chunk) + 4), chunk)
+            return len(view)
         for start in range(0, len(view), MAX_DATA):
             chunk = view[start : start + MAX_DATA]
             self._stream.write(b"%04x" % (len(chunk) + 4))
             self._stream.write(chunk)
         return len(view)
+
+
+def _writev_all(fd: int, head: bytes, chunk: memoryview) -> None:
+    """One system call per packet for large content (header and data together, without copying the data)."""
+    written = os.writev(fd, [head, chunk])
+    total = len(head) + len(chunk)
+    while written < total:  # a signal can interrupt a large write to a pipe part way
+        rest = (head + bytes(chunk))[written:]
+        written += os.write(fd, rest)

@@ -65,19 +65,26 @@ def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = 
     return "raw"
 
 
-def decode(stream: BinaryIO, expected_hash: str, expected_size: int, label: str) -> bytearray:
-    """Read one object from ``stream`` and return the tensor's exact bytes, verified against ``expected_hash``."""
+def decode(
+    stream: BinaryIO, expected_hash: str, expected_size: int, label: str, out: bytearray | None = None
+) -> memoryview:
+    """Read one object from ``stream`` and return the tensor's exact bytes, verified against ``expected_hash``.
+
+    The bytes are written into ``out`` when it is given (and large enough), else into a new buffer.
+    """
     header = read_header(stream, label)
     if header["hash"] != expected_hash or header["size"] != expected_size:
         raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
-    out = bytearray(expected_size)
+    if out is None or len(out) < expected_size:
+        out = bytearray(expected_size)
+    view = memoryview(out)[:expected_size]
     if header["codec"] == "raw":
-        _read_exact(stream, memoryview(out), label)
+        _read_exact(stream, view, label)
     else:
-        _read_zstd(stream, out, header["group"], header["block"], label)
-    if "sha256:" + hashlib.sha256(out).hexdigest() != expected_hash:
+        _read_zstd(stream, out, expected_size, header["group"], header["block"], label)
+    if "sha256:" + hashlib.sha256(view).hexdigest() != expected_hash:
         raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
-    return out
+    return view
 
 
 def read_header(stream: BinaryIO, label: str) -> dict:
@@ -159,12 +166,12 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
     return grouped.tobytes() + bytes(block[whole:])
 
 
-def _read_zstd(stream: BinaryIO, out: bytearray, group: int, block: int, label: str) -> None:
-    buffer = bytearray(min(block, len(out)))
+def _read_zstd(stream: BinaryIO, out: bytearray, size: int, group: int, block: int, label: str) -> None:
+    buffer = bytearray(min(block, size))
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
-        for start in range(0, len(out), block):
-            length = min(block, len(out) - start)
+        for start in range(0, size, block):
+            length = min(block, size - start)
             _read_exact(reader, memoryview(buffer)[:length], label)
             _ungroup(buffer, length, out, start, group)
     except zstandard.ZstdError as exc:
@@ -177,7 +184,7 @@ def _ungroup(grouped: bytearray, length: int, out: bytearray, start: int, group:
     whole = length // group * group
     column = whole // group
     source = memoryview(grouped)
-    for index in range(group):
+    for index in range(group if column else 0):  # an empty extended slice would count as a resize
         out[start + index : start + whole : group] = source[index * column : (index + 1) * column]
     out[start + whole : start + length] = source[whole:length]
 
