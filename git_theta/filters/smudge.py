@@ -58,7 +58,8 @@ def load_tensor(
     path, name, entry = item
     buffer = pool.take(entry.nbytes) if pool is not None else None
     with store.open(entry.oid) as stream:
-        view = decode(stream, entry.hash, entry.nbytes, f"{entry.oid[:12]} (tensor {name!r} of {path})", buffer)
+        label = f"{entry.oid[:12]} (tensor {name!r} of {path})"
+        view = decode(stream, entry.hash, entry.nbytes, entry.stored, label, out=buffer)
     return buffer, view
 
 

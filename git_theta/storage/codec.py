@@ -30,6 +30,7 @@ BLOCK = 1 << 20
 DEFAULT_LEVEL = 1
 #: Below this size compression rarely pays for its frame header; such tensors are stored raw.
 MIN_COMPRESS = 512
+READ_SIZE = 1 << 20
 _MAX_HEADER = 1 << 16
 
 _local = threading.local()
@@ -66,25 +67,59 @@ def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = 
 
 
 def decode(
-    stream: BinaryIO, expected_hash: str, expected_size: int, label: str, out: bytearray | None = None
+    stream: BinaryIO,
+    tensor_hash: str,
+    tensor_size: int,
+    object_size: int,
+    label: str,
+    *,
+    out: bytearray | None = None,
+    full_check: bool = False,
 ) -> memoryview:
-    """Read one object from ``stream`` and return the tensor's exact bytes, verified against ``expected_hash``.
+    """Read one object from ``stream`` and return the tensor's exact bytes, checked for corruption.
 
-    The bytes are written into ``out`` when it is given (and large enough), else into a new buffer.
+    ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. The bytes are written into
+    ``out`` when it is given (and large enough), else into a new buffer. A zstd frame carries a checksum of its
+    content, checked as it is decoded; raw objects, and every object when ``full_check``, are compared with the
+    tensor's SHA-256.
     """
-    header = read_header(stream, label)
-    if header["hash"] != expected_hash or header["size"] != expected_size:
+    counted = _Counted(stream)
+    header = read_header(counted, label)
+    if header["hash"] != tensor_hash or header["size"] != tensor_size:
         raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
-    if out is None or len(out) < expected_size:
-        out = bytearray(expected_size)
-    view = memoryview(out)[:expected_size]
+    if out is None or len(out) < tensor_size:
+        out = bytearray(tensor_size)
+    view = memoryview(out)[:tensor_size]
     if header["codec"] == "raw":
-        _read_exact(stream, view, label)
+        _read_exact(counted, view, label)
     else:
-        _read_zstd(stream, out, expected_size, header["group"], header["block"], label)
-    if "sha256:" + hashlib.sha256(view).hexdigest() != expected_hash:
+        _read_zstd(counted, out, tensor_size, header["group"], header["block"], label)
+    while counted.read(READ_SIZE):
+        pass
+    if counted.count != object_size:
+        state = "truncated" if counted.count < object_size else "corrupt (longer than recorded)"
+        raise ObjectError(f"object {label} is {state}: {counted.count} bytes, expected {object_size}")
+    if (header["codec"] == "raw" or full_check) and "sha256:" + hashlib.sha256(view).hexdigest() != tensor_hash:
         raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
     return view
+
+
+class _Counted:
+    """A stream that counts the bytes read through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self._stream.readinto(buffer) or 0
+        self.count += count
+        return count
 
 
 def read_header(stream: BinaryIO, label: str) -> dict:
@@ -134,7 +169,7 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     if cache is None:
         cache = _local.compressors = {}
     if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level)
+        cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
     return cache[level]
 
 
@@ -169,11 +204,13 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
 def _read_zstd(stream: BinaryIO, out: bytearray, size: int, group: int, block: int, label: str) -> None:
     buffer = bytearray(min(block, size))
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=READ_SIZE, read_across_frames=False)
         for start in range(0, size, block):
             length = min(block, size - start)
             _read_exact(reader, memoryview(buffer)[:length], label)
             _ungroup(buffer, length, out, start, group)
+        if reader.read(1):  # also makes zstd reach the end of the frame and check its checksum
+            raise ObjectError(f"object {label} is corrupt (more content than its header says)")
     except zstandard.ZstdError as exc:
         raise ObjectError(f"object {label} is corrupt ({exc})") from exc
 
@@ -183,10 +220,10 @@ def _ungroup(grouped: bytearray, length: int, out: bytearray, start: int, group:
     # bytearray's extended-slice assignment is a C loop: no numpy needed, so a checkout skips numpy's import.
     whole = length // group * group
     column = whole // group
-    source = memoryview(grouped)
-    for index in range(group if column else 0):  # an empty extended slice would count as a resize
-        out[start + index : start + whole : group] = source[index * column : (index + 1) * column]
-    out[start + whole : start + length] = source[whole:length]
+    with memoryview(grouped) as source:
+        for index in range(group if column else 0):  # an empty extended slice would count as a resize
+            out[start + index : start + whole : group] = source[index * column : (index + 1) * column]
+        out[start + whole : start + length] = source[whole:length]
 
 
 def _read_exact(stream: BinaryIO, dest: memoryview, label: str) -> None:

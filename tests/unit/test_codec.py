@@ -40,7 +40,7 @@ def encode(raw: bytes, group: int) -> tuple[bytes, str]:
 
 
 def decode(obj: bytes, raw: bytes) -> bytearray:
-    return codec.decode(io.BytesIO(obj), digest(raw), len(raw), LABEL)
+    return codec.decode(io.BytesIO(obj), digest(raw), len(raw), len(obj), LABEL)
 
 
 def header_of(obj: bytes) -> tuple[dict, bytes]:
@@ -151,9 +151,11 @@ SAMPLES = {
 }
 
 
-def assert_object_error(obj: bytes, raw: bytes, expected_hash: str | None = None) -> ObjectError:
+def assert_object_error(
+    obj: bytes, raw: bytes, expected_hash: str | None = None, object_size: int | None = None
+) -> ObjectError:
     with pytest.raises(ObjectError) as excinfo:
-        codec.decode(io.BytesIO(obj), expected_hash or digest(raw), len(raw), LABEL)
+        codec.decode(io.BytesIO(obj), expected_hash or digest(raw), len(raw), object_size or len(obj), LABEL)
     message = str(excinfo.value)
     assert "\n" not in message and LABEL in message, message
     return excinfo.value
@@ -165,7 +167,7 @@ def test_truncated_object(kind: str) -> None:
     obj, used = encode(raw, group)
     assert used == kind
     for cut in range(len(obj)):
-        assert_object_error(obj[:cut], raw)
+        assert_object_error(obj[:cut], raw, object_size=len(obj))
 
 
 @pytest.mark.parametrize("kind", list(SAMPLES))
@@ -184,7 +186,7 @@ def test_flipped_payload_byte(kind: str) -> None:
             # A few bits of a zstd frame do not change its content (the last-block flag, which is never reached
             # because decoding stops at `size` bytes; unused bitstream bits): the hash proves the result exact.
             try:
-                result = codec.decode(io.BytesIO(bytes(corrupt)), digest(raw), len(raw), LABEL)
+                result = codec.decode(io.BytesIO(bytes(corrupt)), digest(raw), len(raw), len(corrupt), LABEL)
             except ObjectError as exc:
                 assert "\n" not in str(exc) and LABEL in str(exc)
                 rejected += 1
@@ -203,7 +205,7 @@ def test_flipped_header_byte(kind: str) -> None:
             corrupt = bytearray(obj)
             corrupt[position] ^= mask
             try:
-                result = codec.decode(io.BytesIO(bytes(corrupt)), digest(raw), len(raw), LABEL)
+                result = codec.decode(io.BytesIO(bytes(corrupt)), digest(raw), len(raw), len(corrupt), LABEL)
             except ObjectError as exc:
                 assert "\n" not in str(exc)
             else:
