@@ -41,8 +41,8 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
 
     def write(out: BinaryIO) -> None:
         pool = context.buffers if plugin.releases_tensors else None
-        load = partial(load_tensor, context.store, pool)
-        tensors = ordered_map(context.executor, load, items, context.window, lambda item: item[2].nbytes)
+        load_one = partial(load_tensor, context.store, pool)
+        tensors = ordered_map(context.executor, load_one, items, context.window, lambda item: item[2].nbytes)
         plugin().write(metadata.format, specs, _recycled(tensors, pool), out)
 
     return write
@@ -51,7 +51,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
 def load_tensor(
     store: ObjectStore, pool: BufferPool | None, item: tuple[str, str, TensorEntry]
 ) -> tuple[bytearray | None, memoryview]:
-    """Return a tensor's exact bytes from its object, verified against the hash in the metadata.
+    """Return a tensor's exact bytes from its object, checked against what the metadata says.
 
     With a pool, the bytes are decoded into one of its buffers, returned with them for recycling.
     """
@@ -73,6 +73,8 @@ def _recycled(
             pool.give(previous)
         previous = buffer
         yield view
+    if previous is not None and pool is not None:
+        pool.give(previous)
 
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
