@@ -1,4 +1,4 @@
-"""Ordered, bounded parallel map: both cores busy, a bounded amount of tensor data in memory."""
+"""Ordered, bounded parallel maps: both cores busy, a bounded amount of tensor data in memory."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from typing import TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-#: Small items may run ahead while a large one is processed, up to this many bytes in flight.
+#: Small tensors may run ahead while a large one is processed, up to this many bytes in flight.
 LOOKAHEAD_BYTES = 64 << 20
 
 
@@ -20,23 +21,29 @@ def workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@cache
+def frame_executor() -> ThreadPoolExecutor:
+    """Threads for the blocks of one large tensor; separate from the tensor workers that wait on them."""
+    return ThreadPoolExecutor(workers(), thread_name_prefix="git-theta-frames")
+
+
 def ordered_map(
     executor: ThreadPoolExecutor,
     fn: Callable[[In], Out],
     items: Iterable[In],
     window: int,
-    size: Callable[[In], int] = lambda item: 0,
+    size: Callable[[In], int] | None = None,
 ) -> Iterator[Out]:
-    """Yield ``fn(item)`` in input order.
+    """Yield ``fn(item)`` in input order, with at most ``window`` items in flight.
 
-    At most ``window`` items are in flight, or more while their ``size`` adds up to less than LOOKAHEAD_BYTES, so
-    that many small tensors can be processed beside a large one without holding more than a few large ones.
+    With ``size``, more items may be in flight while their sizes add up to less than LOOKAHEAD_BYTES, so that many
+    small tensors are processed beside a large one without holding more than a few large ones.
     """
     pending: deque[tuple[Future[Out], int]] = deque()
     in_flight = 0
     try:
         for item in items:
-            weight = size(item)
+            weight = size(item) if size is not None else LOOKAHEAD_BYTES
             pending.append((executor.submit(fn, item), weight))
             in_flight += weight
             while len(pending) >= window and (in_flight >= LOOKAHEAD_BYTES or len(pending) >= 64 * window):

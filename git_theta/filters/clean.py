@@ -12,7 +12,7 @@ from git_theta.checkpoints.detect import detect
 from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import frame_executor, ordered_map
 from git_theta.storage.codec import MemorySink, encode
 
 HEAD_SIZE = 4096
@@ -35,7 +35,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     format_data, tensors = plugin().read(whole, path)
     entries: dict[str, TensorEntry] = {}
     stored = ordered_map(
-        context.executor, partial(store_tensor, context), tensors, context.window, lambda t: len(t.data)
+        context.executor, partial(store_tensor, context), tensors, context.window, size=lambda t: len(t.data)
     )
     for spec, entry in stored:
         if spec.name in entries:
@@ -64,7 +64,7 @@ def _store_object(context: FilterContext, data: memoryview, digest: str, group: 
         return context.store.put(sink.getvalue())
     writer = context.store.writer()
     try:
-        encode(data, digest, group, writer, context.level)
+        encode(data, digest, group, writer, context.level, frame_executor())
         return writer.commit()
     except BaseException:
         writer.abort()

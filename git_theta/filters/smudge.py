@@ -11,7 +11,7 @@ from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import frame_executor, ordered_map
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import TransferError
@@ -42,7 +42,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
     def write(out: BinaryIO) -> None:
         pool = context.buffers if plugin.releases_tensors else None
         load_one = partial(load_tensor, context.store, pool)
-        tensors = ordered_map(context.executor, load_one, items, context.window, lambda item: item[2].nbytes)
+        tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
         plugin().write(metadata.format, specs, _recycled(tensors, pool), out)
 
     return write
@@ -59,13 +59,11 @@ def load_tensor(
     buffer = pool.take(entry.nbytes) if pool is not None else None
     with store.open(entry.oid) as stream:
         label = f"{entry.oid[:12]} (tensor {name!r} of {path})"
-        view = decode(stream, entry.hash, entry.nbytes, entry.stored, label, out=buffer)
+        view = decode(stream, entry.hash, entry.nbytes, entry.stored, label, out=buffer, executor=frame_executor())
     return buffer, view
 
 
-def _recycled(
-    tensors: Iterator[tuple[bytearray | None, memoryview]], pool: BufferPool | None
-) -> Iterator[memoryview]:
+def _recycled(tensors: Iterator[tuple[bytearray | None, memoryview]], pool: BufferPool | None) -> Iterator[memoryview]:
     """Yield the tensors; a tensor's buffer goes back to the pool when the writer asks for the next one."""
     previous = None
     for buffer, view in tensors:

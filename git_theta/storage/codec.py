@@ -6,10 +6,12 @@
                          {"codec": "zstd", "group": 4, "block": 1048576, "size": 1536, "hash": "sha256:<hex>"}
     then       payload
 
-``codec`` is ``raw`` (payload = the tensor's bytes) or ``zstd``: one zstd frame holding, for each ``block`` bytes of
-the tensor, those bytes *byte-grouped*: all first bytes of the block's elements, then all second bytes, and so on
-(``group`` is the element width). Grouping puts the slowly varying sign/exponent bytes of floats side by side, which
-is what makes weights compress (the idea behind ZipNN). Encoding is deterministic, so equal tensors give equal objects.
+``codec`` is ``raw`` (payload = the tensor's bytes) or ``zstd``: the tensor is cut into blocks of ``block`` bytes, each
+*byte-grouped* (all first bytes of the block's elements, then all second bytes, and so on; ``group`` is the element
+width) and compressed as its own zstd frame, with content size and checksum. The frames follow one another; after them
+comes a table of their compressed sizes (one little-endian u32 per frame), so that the frames of a large tensor can be
+decoded in parallel. Grouping puts the slowly varying sign/exponent bytes of floats side by side, which is what makes
+weights compress (the idea behind ZipNN). Encoding is deterministic, so equal tensors give equal objects.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import json
 import struct
 import sys
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from typing import BinaryIO, Protocol
 
 import zstandard
 
+from git_theta.pipeline import ordered_map
 from git_theta.storage.errors import ObjectError
 
 MAGIC = b"GTOBJ\x00\x01\x00"
@@ -31,7 +36,8 @@ BLOCK = 1 << 20
 DEFAULT_LEVEL = 1
 #: Below this size compression rarely pays for its frame header; such tensors are stored raw.
 MIN_COMPRESS = 512
-READ_SIZE = 1 << 20
+#: Frames of one tensor compressed or decoded at once (a few MiB of memory).
+PARALLEL_FRAMES = 4
 #: Tensors at least this large are ungrouped with numpy, whose import then costs little next to the work.
 NUMPY_UNGROUP = 64 << 20
 _MAX_HEADER = 1 << 16
@@ -55,13 +61,29 @@ class MemorySink(io.BytesIO):
         self.truncate()
 
 
-def encode(raw: memoryview, raw_hash: str, group: int, sink: Sink, level: int = DEFAULT_LEVEL) -> str:
-    """Write ``raw`` as an object to ``sink``; return the codec used (raw when compression does not help)."""
+def encode(
+    raw: memoryview,
+    raw_hash: str,
+    group: int,
+    sink: Sink,
+    level: int = DEFAULT_LEVEL,
+    executor: Executor | None = None,
+) -> str:
+    """Write ``raw`` as an object to ``sink``; return the codec used (raw when compression does not help).
+
+    With an ``executor``, the blocks of a large tensor are compressed in parallel.
+    """
     if len(raw) >= MIN_COMPRESS:
-        header = {"codec": "zstd", "group": group, "block": BLOCK, "size": len(raw), "hash": raw_hash}
-        written = _write_header(sink, header)
-        written += _write_zstd(raw, group, sink, level)
-        if written < len(raw) + 64:
+        written = _write_header(
+            sink, {"codec": "zstd", "group": group, "block": BLOCK, "size": len(raw), "hash": raw_hash}
+        )
+        sizes = []
+        for frame in _compressed_frames(raw, group, level, executor):
+            sink.write(frame)
+            sizes.append(len(frame))
+        table = struct.pack(f"<{len(sizes)}I", *sizes)
+        sink.write(table)
+        if written + sum(sizes) + len(table) < len(raw) + 64:
             return "zstd"
         sink.reset()
     _write_header(sink, {"codec": "raw", "size": len(raw), "hash": raw_hash})
@@ -78,51 +100,37 @@ def decode(
     *,
     out: bytearray | None = None,
     full_check: bool = False,
+    executor: Executor | None = None,
 ) -> memoryview:
-    """Read one object from ``stream`` and return the tensor's exact bytes, checked for corruption.
+    """Read one object from the seekable ``stream`` and return the tensor's exact bytes, checked for corruption.
 
     ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. The bytes are written into
-    ``out`` when it is given (and large enough), else into a new buffer. A zstd frame carries a checksum of its
+    ``out`` when it is given (and large enough), else into a new buffer. Every zstd frame carries a checksum of its
     content, checked as it is decoded; raw objects, and every object when ``full_check``, are compared with the
-    tensor's SHA-256.
+    tensor's SHA-256. With an ``executor``, the frames of a large tensor are decoded in parallel.
     """
-    counted = _Counted(stream)
-    header = read_header(counted, label)
+    header = read_header(stream, label)
     if header["hash"] != tensor_hash or header["size"] != tensor_size:
         raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
+    actual = stream.seek(0, io.SEEK_END)
+    if actual != object_size:
+        state = "truncated" if actual < object_size else "corrupt (longer than recorded)"
+        raise ObjectError(f"object {label} is {state}: {actual} bytes, expected {object_size}")
+    payload = 12 + len(_header_bytes(header))
     if out is None or len(out) < tensor_size:
         out = bytearray(tensor_size)
     view = memoryview(out)[:tensor_size]
     if header["codec"] == "raw":
-        _read_exact(counted, view, label)
+        if object_size - payload != tensor_size:
+            raise ObjectError(f"object {label} is corrupt (its size does not match its header)")
+        stream.seek(payload)
+        _read_exact(stream, view, label)
     else:
-        _read_zstd(counted, out, tensor_size, header["group"], header["block"], label)
-    while counted.read(READ_SIZE):
-        pass
-    if counted.count != object_size:
-        state = "truncated" if counted.count < object_size else "corrupt (longer than recorded)"
-        raise ObjectError(f"object {label} is {state}: {counted.count} bytes, expected {object_size}")
+        frames = _frame_table(stream, payload, object_size, tensor_size, header["block"], label)
+        _decode_frames(stream, frames, out, header, label, executor)
     if (header["codec"] == "raw" or full_check) and "sha256:" + hashlib.sha256(view).hexdigest() != tensor_hash:
         raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
     return view
-
-
-class _Counted:
-    """A stream that counts the bytes read through it."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.count += len(data)
-        return data
-
-    def readinto(self, buffer: memoryview) -> int:
-        count = self._stream.readinto(buffer) or 0
-        self.count += count
-        return count
 
 
 def read_header(stream: BinaryIO, label: str) -> dict:
@@ -160,8 +168,12 @@ def _valid_header(header: dict) -> bool:
     )
 
 
+def _header_bytes(header: dict) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _write_header(sink: Sink, header: dict) -> int:
-    body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    body = _header_bytes(header)
     sink.write(MAGIC + struct.pack("<I", len(body)) + body)
     return 12 + len(body)
 
@@ -176,17 +188,14 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return cache[level]
 
 
-def _write_zstd(raw: memoryview, group: int, sink: Sink, level: int) -> int:
-    cobj = _compressor(level).compressobj(size=len(raw))
-    written = 0
-    for start in range(0, len(raw), BLOCK):
-        chunk = cobj.compress(_grouped(raw[start : start + BLOCK], group))
-        if chunk:
-            sink.write(chunk)
-            written += len(chunk)
-    tail = cobj.flush()
-    sink.write(tail)
-    return written + len(tail)
+def _compressed_frames(raw: memoryview, group: int, level: int, executor: Executor | None) -> Iterator[bytes]:
+    def compress(start: int) -> bytes:
+        return _compressor(level).compress(_grouped(raw[start : start + BLOCK], group))
+
+    starts = range(0, len(raw), BLOCK)
+    if executor is None or len(starts) == 1:
+        return map(compress, starts)
+    return ordered_map(executor, compress, starts, window=PARALLEL_FRAMES)
 
 
 def _grouped(block: memoryview, group: int) -> bytes | memoryview:
@@ -204,21 +213,68 @@ def _grouped(block: memoryview, group: int) -> bytes | memoryview:
     return grouped.tobytes() + bytes(block[whole:])
 
 
-def _read_zstd(stream: BinaryIO, out: bytearray, size: int, group: int, block: int, label: str) -> None:
-    buffer = bytearray(min(block, size))
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=READ_SIZE, read_across_frames=False)
-        for start in range(0, size, block):
-            length = min(block, size - start)
-            _read_exact(reader, memoryview(buffer)[:length], label)
-            _ungroup(buffer, length, out, start, group)
-        if reader.read(1):  # also makes zstd reach the end of the frame and check its checksum
-            raise ObjectError(f"object {label} is corrupt (more content than its header says)")
-    except zstandard.ZstdError as exc:
-        raise ObjectError(f"object {label} is corrupt ({exc})") from exc
+def _frame_table(
+    stream: BinaryIO, payload: int, object_size: int, size: int, block: int, label: str
+) -> list[tuple[int, int, int]]:
+    """Return ``(offset in object, compressed size, start in tensor)`` for every frame, from the table at the end."""
+    count = -(-size // block)
+    table_at = object_size - 4 * count
+    stream.seek(table_at)
+    table = stream.read(4 * count)
+    sizes = struct.unpack(f"<{count}I", table) if len(table) == 4 * count else ()
+    if table_at < payload or sum(sizes) != table_at - payload:
+        raise ObjectError(f"object {label} is corrupt (its frame table does not match its size)")
+    frames, offset = [], payload
+    for index, length in enumerate(sizes):
+        frames.append((offset, length, index * block))
+        offset += length
+    return frames
 
 
-def _ungroup(grouped: bytearray, length: int, out: bytearray, start: int, group: int) -> None:
+def _decode_frames(
+    stream: BinaryIO,
+    frames: list[tuple[int, int, int]],
+    out: bytearray,
+    header: dict,
+    label: str,
+    executor: Executor | None,
+) -> None:
+    size, block, group = header["size"], header["block"], header["group"]
+    lock = threading.Lock()
+
+    def decode_frame(frame: tuple[int, int, int]) -> None:
+        offset, length, start = frame
+        with lock:
+            stream.seek(offset)
+            compressed = stream.read(length)
+        expected = min(block, size - start)
+        try:
+            # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.
+            if zstandard.get_frame_parameters(compressed).content_size != expected:
+                raise ObjectError(f"object {label} is corrupt (a block has the wrong size)")
+            grouped = _decompressor().decompress(compressed)
+        except zstandard.ZstdError as exc:
+            raise ObjectError(f"object {label} is corrupt ({exc})") from exc
+        if len(grouped) != expected:
+            raise ObjectError(f"object {label} is corrupt (a block has the wrong size)")
+        _ungroup(grouped, expected, out, start, group)
+
+    if executor is None or len(frames) == 1:
+        for frame in frames:
+            decode_frame(frame)
+    else:
+        for _ in ordered_map(executor, decode_frame, frames, window=PARALLEL_FRAMES):
+            pass
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    # Like compressors, decompression contexts are per thread.
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor
+
+
+def _ungroup(grouped: bytes | bytearray, length: int, out: bytearray, start: int, group: int) -> None:
     """Undo the byte grouping of ``grouped[:length]`` into ``out[start:start + length]``."""
     whole = length // group * group
     column = whole // group
@@ -232,7 +288,7 @@ def _ungroup(grouped: bytearray, length: int, out: bytearray, start: int, group:
     out[start + whole : start + length] = grouped[whole:length]
 
 
-def _ungroup_numpy(grouped: bytearray, whole: int, out: bytearray, start: int, group: int) -> None:
+def _ungroup_numpy(grouped: bytes | bytearray, whole: int, out: bytearray, start: int, group: int) -> None:
     # numpy releases the GIL while copying, so large tensors decode in parallel on every core.
     import numpy as np
 
