@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from git_theta.buffers import BufferPool
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
@@ -46,7 +47,8 @@ class FilterContext:
     @classmethod
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
-        return cls(LfsObjectStore(lfs_storage()), BlobReader(), fetch_objects)
+        store = LfsObjectStore(lfs_storage())
+        return cls(store, BlobReader(), partial(fetch_objects, store=store))
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""

@@ -40,3 +40,14 @@ def resolve_tree(rev: str, cwd: str | None = None) -> str | None:
     """Return the tree id of ``rev``, or None when it is not a revision."""
     result = run("rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}", cwd=cwd, check=False)
     return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def default_remote(cwd: str | None = None) -> str | None:
+    """Return the remote git-lfs uses by default: ``remote.lfsdefault``, else origin, else the only remote."""
+    configured = run("config", "--get", "remote.lfsdefault", cwd=cwd, check=False).stdout.decode().strip()
+    if configured:
+        return configured
+    remotes = run("remote", cwd=cwd).stdout.decode().split()
+    if "origin" in remotes:
+        return "origin"
+    return remotes[0] if len(remotes) == 1 else None

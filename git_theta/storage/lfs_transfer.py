@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
-from typing import BinaryIO
 
 from git_theta.errors import GitThetaError
-from git_theta.git.pktline import (
-    FLUSH,
-    PacketReader,
-    PacketWriter,
-    ProtocolError,
-    read_text_list,
-    write_text_list,
-)
-from git_theta.git.runner import GitError, run
+from git_theta.git.repo import default_remote
+from git_theta.git.runner import GitError, output, run
+from git_theta.storage.objects import ObjectStore
 
 
 class TransferError(GitThetaError):
@@ -51,37 +45,52 @@ def push_objects(remote: str, oids: list[str]) -> None:
         ) from exc
 
 
-def fetch_objects(objects: dict[str, int]) -> None:
-    """Download objects (oid -> size) from the remote into the local store; raise TransferError if any fails.
+def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
+    """Download objects (oid -> size) from the default remote into ``store``, batched and concurrently.
 
-    Git LFS has no fetch by object id, so we hand it one pointer per object through its own long-running smudge
-    filter: git-lfs resolves the remote, authenticates, downloads into its storage (which is ours) and verifies the
-    hash. The smudged content it sends back is discarded.
+    Git LFS has no fetch by object id: it finds objects through pointer files in commits. So we write a commit that
+    no ref points to, holding one pointer file per object, and let ``git lfs fetch`` download what it points to, with
+    git-lfs's batch API, concurrency, authentication, progress and hash verification. Nothing references the commit;
+    ``git gc`` removes it in due course.
     """
     if not objects:
         return
-    if not run("remote").stdout.strip() and run("config", "--get", "lfs.url", check=False).returncode != 0:
+    remote = default_remote()
+    if remote is None:
         raise TransferError("the repository has no remote to download them from", list(objects))
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(
-            ["git", "lfs", "filter-process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
+    interactive = sys.stderr.isatty()
+    try:
+        command = ["git", "lfs", "fetch", remote, _pointer_commit(objects)]
+        result = subprocess.run(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=None if interactive else subprocess.PIPE
         )
-        assert process.stdin and process.stdout
-        failed = list(objects)
-        try:
-            _client_handshake(process.stdin, process.stdout)
-            for oid, size in objects.items():
-                if _smudge_pointer(process.stdin, process.stdout, oid, size):
-                    failed.remove(oid)
-        except (OSError, EOFError, ProtocolError):
-            pass  # git-lfs gave up; what it said is in ``errors``
-        finally:
-            process.stdin.close()
-            process.wait()
-        if failed:
-            errors.seek(0)
-            raise TransferError(_last_error(errors.read().decode(errors="replace")), failed)
+    except (OSError, GitError) as exc:
+        raise TransferError(f"could not start git-lfs to download them ({exc})", list(objects)) from exc
+    failed = [oid for oid in objects if not store.has(oid)]
+    if failed:
+        reason = (
+            "git-lfs could not download them" if interactive else _last_error(result.stderr.decode(errors="replace"))
+        )
+        raise TransferError(reason, failed)
+
+
+def _pointer_commit(objects: dict[str, int]) -> str:
+    """Write a commit whose tree holds one Git LFS pointer file per object; return its id."""
+    with tempfile.TemporaryDirectory(prefix="git-theta-fetch-") as directory:
+        paths = []
+        for oid, size in objects.items():
+            path = os.path.join(directory, oid)
+            with open(path, "w", encoding="ascii") as handle:
+                handle.write(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
+            paths.append(path)
+        blobs = output("hash-object", "-w", "--no-filters", "--stdin-paths", input="\n".join(paths).encode() + b"\n")
+    listing = "".join(f"100644 blob {blob}\t{oid}\n" for oid, blob in zip(objects, blobs.split(), strict=True))
+    tree = output("mktree", input=listing.encode())
+    identity = {"GIT_AUTHOR_NAME": "git-theta", "GIT_AUTHOR_EMAIL": "git-theta@localhost"}
+    identity |= {"GIT_COMMITTER_NAME": "git-theta", "GIT_COMMITTER_EMAIL": "git-theta@localhost"}
+    result = run("commit-tree", tree, "-m", "git-theta: objects to download", env={**os.environ, **identity})
+    return result.stdout.decode().strip()
 
 
 def _last_error(stderr: str) -> str:
@@ -94,25 +103,3 @@ def _last_error(stderr: str) -> str:
     if not lines:
         return "git-lfs could not download them"
     return "git-lfs: " + lines[-1].rsplit("): ", 1)[-1]
-
-
-def _client_handshake(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    write_text_list(stdin, ["git-filter-client", "version=2"])
-    if read_text_list(stdout) != ["git-filter-server", "version=2"]:
-        raise ProtocolError("git-lfs did not answer the filter protocol handshake")
-    write_text_list(stdin, ["capability=clean", "capability=smudge"])
-    read_text_list(stdout)
-
-
-def _smudge_pointer(stdin: BinaryIO, stdout: BinaryIO, oid: str, size: int) -> bool:
-    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
-    write_text_list(stdin, ["command=smudge", f"pathname=git-theta-object-{oid[:12]}"])
-    PacketWriter(stdin).write(pointer.encode())
-    stdin.write(FLUSH)
-    stdin.flush()
-    status = read_text_list(stdout)
-    if "status=success" not in status:
-        return False
-    PacketReader(stdout).drain()
-    final = read_text_list(stdout)
-    return "status=error" not in final and "status=abort" not in final

@@ -1,0 +1,65 @@
+"""``git theta pull [PATH...]``: download the weights of checkpoints checked out as metadata only, and check them out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from git_theta.errors import UsageError
+from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.repo import lfs_storage, toplevel
+from git_theta.git.runner import run, split_z
+from git_theta.metadata import MAGIC, CheckpointMetadata
+from git_theta.storage.lfs_transfer import fetch_objects
+from git_theta.storage.objects import LfsObjectStore
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def pull(paths: tuple[str, ...]) -> None:
+    """Materialise checkpoints left as metadata (by GIT_LFS_SKIP_SMUDGE=1): download their objects, check them out."""
+    root = toplevel()
+    tracked = tracked_by_theta(split_z(run("ls-files", "-z", "--full-name", "--", *paths).stdout), cwd=str(root))
+    lazy = {path: metadata for path in tracked if (metadata := _metadata_in_worktree(root / path)) is not None}
+    if not lazy:
+        if paths and not tracked:
+            raise UsageError(f"no checkpoint tracked by git-theta matches {' '.join(paths)}")
+        click.echo("git-theta: every checkpoint already has its weights", err=True)
+        return
+    store = LfsObjectStore(lfs_storage())
+    needed = {e.oid: e.stored for m in lazy.values() for e in m.tensors.values() if not store.has(e.oid)}
+    if needed:
+        click.echo(f"git-theta: downloading {len(needed)} tensor objects for {len(lazy)} checkpoint(s)", err=True)
+        fetch_objects(needed, store)
+    for path in lazy:
+        _check_out(root, path)
+        click.echo(f"git-theta: {path}: weights checked out")
+
+
+def _check_out(root: Path, path: str) -> None:
+    """Check ``path`` out again with its weights; on failure the metadata file is put back as it was."""
+    # git skips files whose stat data matches the index, so the metadata file is moved aside first.
+    target = root / path
+    aside = target.with_name(target.name + ".theta-pull")
+    os.replace(target, aside)
+    env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
+    result = run("checkout", "--", path, cwd=str(root), env=env, check=False)
+    if result.returncode != 0 or not target.exists():
+        target.unlink(missing_ok=True)
+        os.replace(aside, target)
+        click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+        raise SystemExit(result.returncode or 1)
+    aside.unlink()
+
+
+def _metadata_in_worktree(path: Path) -> CheckpointMetadata | None:
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(MAGIC)) != MAGIC:
+                return None
+            handle.seek(0)
+            return CheckpointMetadata.loads(handle.read())
+    except (FileNotFoundError, IsADirectoryError):
+        return None

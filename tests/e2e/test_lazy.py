@@ -1,0 +1,49 @@
+"""End to end: clone without weights (GIT_LFS_SKIP_SMUDGE=1), then materialise chosen checkpoints with git theta pull."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import git, lfs_objects, random_model, save_safetensors, theta
+
+
+def pushed_repo(repo: Path, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", str(remote), cwd=repo)
+    (repo / "models").mkdir()
+    originals = {}
+    for name, seed in (("a.safetensors", 1), ("models/b.safetensors", 2)):
+        save_safetensors(repo / name, random_model(seed=seed))
+        originals[name] = (repo / name).read_bytes()
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "two models", cwd=repo)
+    git("push", "-q", "origin", "main", cwd=repo)
+    return remote, originals
+
+
+def test_lazy_clone_then_pull_one_then_all(repo: Path, tmp_path: Path) -> None:
+    remote, originals = pushed_repo(repo, tmp_path)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(remote), str(clone), cwd=tmp_path, env={"GIT_LFS_SKIP_SMUDGE": "1"})
+    for name in originals:
+        assert (clone / name).read_bytes().startswith(b'{\n  "git_theta_metadata"')
+    assert lfs_objects(clone) == set()
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
+
+    theta("pull", "models/b.safetensors", cwd=clone)
+    assert (clone / "models" / "b.safetensors").read_bytes() == originals["models/b.safetensors"]
+    assert (clone / "a.safetensors").read_bytes().startswith(b"{")
+    assert len(lfs_objects(clone)) == 6
+
+    out = theta("pull", cwd=clone, env={"GIT_LFS_SKIP_SMUDGE": "1"}).stdout.decode()
+    assert "a.safetensors: weights checked out" in out and "b.safetensors" not in out
+    assert (clone / "a.safetensors").read_bytes() == originals["a.safetensors"]
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
+    again = theta("pull", cwd=clone)
+    assert b"already has its weights" in again.stderr
+
+
+def test_pull_of_an_untracked_path_says_so(repo: Path) -> None:
+    result = theta("pull", "nothing.safetensors", cwd=repo, check=False)
+    assert result.returncode == 2 and b"no checkpoint tracked by git-theta matches" in result.stderr
