@@ -1,4 +1,4 @@
-"""``git theta pull [PATH...]``: download the weights of checkpoints checked out as metadata only, and check them out."""
+"""``git theta pull [PATH...]``: download and check out the weights of checkpoints checked out as metadata only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end: clone without weights (GIT_LFS_SKIP_SMUDGE=1), then materialise chosen checkpoints with git theta pull."""
+"""End to end: clone without weights (GIT_LFS_SKIP_SMUDGE=1), then materialise checkpoints with git theta pull."""
 
 from __future__ import annotations
 
