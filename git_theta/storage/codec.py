@@ -1,4 +1,4 @@
-"""The self-describing, lossless format of one stored tensor object (docs/object-format.md).
+"""The self-describing, lossless format of one stored tensor object (docs/metadata-format.md).
 
     offset 0   8 bytes   magic b"GTOBJ" + b"\\x00" + version (1) + b"\\x00"
     offset 8   4 bytes   little-endian length H of the header
