@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import struct
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -29,6 +28,7 @@ from typing import BinaryIO, Protocol
 import zstandard
 
 from git_theta.pipeline import ordered_map
+from git_theta.storage.bytegroup import group_bytes, ungroup_bytes
 from git_theta.storage.errors import ObjectError
 
 MAGIC = b"GTOBJ\x00\x01\x00"
@@ -38,8 +38,6 @@ DEFAULT_LEVEL = 1
 MIN_COMPRESS = 512
 #: Frames of one tensor compressed or decoded at once (a few MiB of memory).
 PARALLEL_FRAMES = 4
-#: Tensors at least this large are ungrouped with numpy, whose import then costs little next to the work.
-NUMPY_UNGROUP = 64 << 20
 _MAX_HEADER = 1 << 16
 
 _local = threading.local()
@@ -190,27 +188,12 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 
 def _compressed_frames(raw: memoryview, group: int, level: int, executor: Executor | None) -> Iterator[bytes]:
     def compress(start: int) -> bytes:
-        return _compressor(level).compress(_grouped(raw[start : start + BLOCK], group))
+        return _compressor(level).compress(group_bytes(raw[start : start + BLOCK], group))
 
     starts = range(0, len(raw), BLOCK)
     if executor is None or len(starts) == 1:
         return map(compress, starts)
     return ordered_map(executor, compress, starts, window=PARALLEL_FRAMES)
-
-
-def _grouped(block: memoryview, group: int) -> bytes | memoryview:
-    whole = len(block) // group * group
-    if group == 1 or whole == 0:
-        return block
-    import numpy as np  # imported on first use: a checkout never needs it
-
-    elements = np.frombuffer(block, dtype=np.uint8, count=whole).reshape(-1, group)
-    grouped = np.empty((group, len(elements)), dtype=np.uint8)
-    for column in range(group):  # one strided copy per byte column is ~3x faster than a transposed copy
-        grouped[column] = elements[:, column]
-    if whole == len(block):
-        return grouped.data.cast("B")
-    return grouped.tobytes() + bytes(block[whole:])
 
 
 def _frame_table(
@@ -257,7 +240,7 @@ def _decode_frames(
             raise ObjectError(f"object {label} is corrupt ({exc})") from exc
         if len(grouped) != expected:
             raise ObjectError(f"object {label} is corrupt (a block has the wrong size)")
-        _ungroup(grouped, expected, out, start, group)
+        ungroup_bytes(grouped, expected, out, start, group)
 
     if executor is None or len(frames) == 1:
         for frame in frames:
@@ -272,30 +255,6 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     if not hasattr(_local, "decompressor"):
         _local.decompressor = zstandard.ZstdDecompressor()
     return _local.decompressor
-
-
-def _ungroup(grouped: bytes | bytearray, length: int, out: bytearray, start: int, group: int) -> None:
-    """Undo the byte grouping of ``grouped[:length]`` into ``out[start:start + length]``."""
-    whole = length // group * group
-    column = whole // group
-    if column and (len(out) >= NUMPY_UNGROUP or "numpy" in sys.modules):
-        _ungroup_numpy(grouped, whole, out, start, group)
-    else:
-        # bytearray's extended-slice assignment is a C loop: small checkouts skip numpy's import (~60 ms).
-        with memoryview(grouped) as source:
-            for index in range(group if column else 0):  # an empty extended slice would count as a resize
-                out[start + index : start + whole : group] = source[index * column : (index + 1) * column]
-    out[start + whole : start + length] = grouped[whole:length]
-
-
-def _ungroup_numpy(grouped: bytes | bytearray, whole: int, out: bytearray, start: int, group: int) -> None:
-    # numpy releases the GIL while copying, so large tensors decode in parallel on every core.
-    import numpy as np
-
-    columns = np.frombuffer(grouped, dtype=np.uint8, count=whole).reshape(group, -1)
-    elements = np.frombuffer(out, dtype=np.uint8, count=whole, offset=start).reshape(-1, group)
-    for index in range(group):
-        elements[:, index] = columns[index]
 
 
 def _read_exact(stream: BinaryIO, dest: memoryview, label: str) -> None:
