@@ -21,9 +21,10 @@ def install(local: bool) -> None:
     lfs_version = require_git_lfs()
     if local and not _in_repository():
         raise UsageError("--local needs a git repository; run it inside one")
-    config.set_values(config.FILTER_CONFIG, local)
+    config.set_values({**config.FILTER_CONFIG, **config.DIFF_CONFIG}, local)
     click.echo(
-        f"git-theta: filter 'theta' configured in the {'local' if local else 'global'} git config ({lfs_version})"
+        f"git-theta: filter and diff driver 'theta' configured in the {'local' if local else 'global'} git config "
+        f"({lfs_version})"
     )
     if _in_repository():
         repo.toplevel()
@@ -39,7 +40,9 @@ def uninstall(local: bool) -> None:
     if local and not _in_repository():
         raise UsageError("--local needs a git repository; run it inside one")
     config.remove_section("filter.theta", local)
-    click.echo(f"git-theta: filter 'theta' removed from the {'local' if local else 'global'} git config")
+    config.remove_section("diff.theta", local)
+    scope = "local" if local else "global"
+    click.echo(f"git-theta: filter and diff driver 'theta' removed from the {scope} git config")
     if _in_repository():
         removed = hooks.uninstall_hooks()
         if removed:

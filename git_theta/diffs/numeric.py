@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from git_theta.dtypes import itemsize
+from git_theta.errors import GitThetaError
 
 #: Elements per chunk: bounds the float64 copies of a large tensor to a few tens of MB.
 CHUNK = 1 << 22
@@ -68,6 +69,8 @@ def numpy_dtype(dtype: str) -> Any:
     if dtype in _ML_DTYPES:
         import ml_dtypes
 
+        if not hasattr(ml_dtypes, _ML_DTYPES[dtype]):
+            raise GitThetaError(f"reading {dtype} tensors needs a newer ml_dtypes: pip install -U ml_dtypes")
         return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
     return np.dtype(_NUMPY[dtype])
 
@@ -82,6 +85,7 @@ def comparable(old_dtype: str, new_dtype: str) -> bool:
     return old_dtype.startswith("C") == new_dtype.startswith("C")
 
 
+@np.errstate(invalid="ignore", over="ignore")  # inf - inf and the like: non-finite values propagate, silently
 def compare(old: memoryview, new: memoryview, old_dtype: str, new_dtype: str) -> Change:
     """Compare two tensors of the same shape (their dtypes must be ``comparable``)."""
     width = 2 if old_dtype.startswith("C") else 1
@@ -100,19 +104,33 @@ def compare(old: memoryview, new: memoryview, old_dtype: str, new_dtype: str) ->
     return _change(sums, count, scale)
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def summarize(data: memoryview, dtype: str) -> Summary:
     """Return mean, standard deviation and norm of the finite elements, and the count of the others."""
-    values = reals(data, dtype)
-    finite = np.isfinite(values)
-    kept = values[finite] if not finite.all() else values
-    if not len(kept):
-        return Summary(0.0, 0.0, 0.0, len(values))
-    peak = float(np.max(np.abs(kept)))
-    scale = peak if not _SAFE[0] <= peak <= _SAFE[1] and peak > 0 else 1.0
-    scaled = kept / scale if scale != 1.0 else kept
-    mean = float(np.mean(scaled))
-    std = float(np.std(scaled))
-    return Summary(mean * scale, std * scale, math.sqrt(float(scaled @ scaled)) * scale, len(values) - len(kept))
+    scale = _scale(data, data, dtype, dtype)
+    count, mean, m2, squares, nonfinite = 0, 0.0, 0.0, 0.0, 0
+    step = CHUNK * itemsize(dtype)
+    for start in range(0, len(data), step):
+        values = reals(data[start : start + step], dtype)
+        finite = np.isfinite(values)
+        if not finite.all():
+            nonfinite += len(values) - int(np.count_nonzero(finite))
+            values = values[finite]
+        if not len(values):
+            continue
+        if scale != 1.0:
+            values /= scale
+        # Chan et al.'s pairwise update: chunk means and squared deviations combine without a second pass.
+        chunk_mean = float(values.mean())
+        deviation = values - chunk_mean
+        total = count + len(values)
+        delta = chunk_mean - mean
+        mean += delta * len(values) / total
+        m2 += float(deviation @ deviation) + delta * delta * count * len(values) / total
+        squares += float(values @ values)
+        count = total
+    std = math.sqrt(m2 / count) if count else 0.0
+    return Summary(mean * scale, std * scale, math.sqrt(squares) * scale, nonfinite)
 
 
 def _slice(data: memoryview, dtype: str, start: int, stop: int) -> memoryview:
@@ -140,10 +158,11 @@ def _scale(old: memoryview, new: memoryview, old_dtype: str, new_dtype: str) -> 
         return 1.0  # every other type squares safely in float64
     peak = 0.0
     for data, dtype in ((old, old_dtype), (new, new_dtype)):
-        values = np.frombuffer(data, dtype=numpy_dtype(dtype))
-        if len(values):
-            peak = max(peak, float(np.fmax.reduce(np.abs(values), initial=0.0)))
-    return peak if math.isfinite(peak) and peak > 0 and not _SAFE[0] <= peak <= _SAFE[1] else 1.0
+        values = np.abs(reals(data, dtype))
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            peak = max(peak, float(finite.max()))
+    return peak if peak > 0 and not _SAFE[0] <= peak <= _SAFE[1] else 1.0
 
 
 def _change(sums: np.ndarray, count: int, scale: float) -> Change:
@@ -158,5 +177,5 @@ def _change(sums: np.ndarray, count: int, scale: float) -> Change:
     elif old_norm == 0 or new_norm == 0:
         cos = 0.0
     else:
-        cos = max(-1.0, min(1.0, dot / math.sqrt(old * new))) if not math.isnan(dot) else math.nan
+        cos = max(-1.0, min(1.0, dot / (math.sqrt(old) * math.sqrt(new)))) if not math.isnan(dot) else math.nan
     return Change(int(changed), count, l2, rel, cos, old_norm, new_norm)

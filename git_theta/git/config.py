@@ -12,6 +12,14 @@ FILTER_CONFIG = {
     "filter.theta.required": "true",
 }
 
+#: The diff driver ``git theta install`` writes (docs/diff.md): per-tensor statistics in ``git diff`` (and
+#: ``git log -p --ext-diff``) through the external command, one line per tensor in ``git log -p`` and ``git show``
+#: through textconv.
+DIFF_CONFIG = {
+    "diff.theta.command": "git-theta diff-driver",
+    "diff.theta.textconv": "git-theta textconv",
+}
+
 
 def scope_flag(local: bool) -> str:
     """The git config flag for the chosen scope."""

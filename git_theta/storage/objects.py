@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -68,6 +69,23 @@ class LfsObjectStore:
     def writer(self) -> _LfsObjectWriter:
         """Start writing a new object."""
         return _LfsObjectWriter(self)
+
+    def stored(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(oid, path)`` of every object stored, git-theta's and plain Git LFS ones alike."""
+        for path in (self.root / "objects").glob("??/??/*"):
+            oid = path.name
+            if len(oid) == 64 and path == self.path(oid) and all(c in "0123456789abcdef" for c in oid):
+                yield oid, path
+
+    def remove(self, oid: str) -> int:
+        """Delete object ``oid`` (one atomic unlink); return the bytes freed, 0 if it was not there."""
+        path = self.path(oid)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
 
     def put(self, data: bytes) -> tuple[str, int]:
         """Store a small object given whole; return ``(oid, size)``."""

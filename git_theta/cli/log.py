@@ -1,0 +1,40 @@
+"""``git theta log [REV...] [--] PATH``: each commit that changed a checkpoint, with a summary of the change."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from git_theta.cli.revisions import SeparatedCommand, split_args
+from git_theta.diffs.history import checkpoint_history, largest_change
+from git_theta.errors import UsageError
+from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.repo import toplevel
+
+
+@click.command(cls=SeparatedCommand)
+@click.argument("args", nargs=-1, metavar="[REV...] [--] PATH")
+@click.option("-n", "--max-count", type=click.IntRange(min=0), help="Show at most this many commits.")
+@click.option("--format", "form", type=click.Choice(["table", "json"]), default="table", help="Output format.")
+def log(args: tuple[str, ...], max_count: int | None, form: str) -> None:
+    """Show the commits that changed the checkpoint PATH and, for each, what changed and by how much."""
+    top = toplevel()
+    revisions, paths = split_args(list(args), top)
+    if len(paths) != 1:
+        raise UsageError("name exactly one checkpoint path (git theta log [REV...] [--] PATH)")
+    path = paths[0]
+    if not tracked_by_theta([path], str(top)):
+        raise UsageError(f"{path} is not tracked by git-theta (track it with: git theta track PATTERN)")
+    history = checkpoint_history(revisions or ["HEAD"], path, max_count, top)
+    if form == "json":
+        records = [{"commit": c.oid, "date": c.date, "subject": c.subject, **d.to_json()} for c, d in history]
+        click.echo(json.dumps(records, indent=2))
+        return
+    shown = 0
+    for commit, diff in history:
+        detail = "; ".join(part for part in (diff.summary(), largest_change(diff)) if part)
+        click.echo(f"{commit.short} {commit.date} {commit.subject}\n    {detail}")
+        shown += 1
+    if not shown:
+        click.echo(f"git-theta: no commit changed {path}", err=True)

@@ -1,0 +1,113 @@
+"""Comparing two sides of a checkpoint tensor by tensor: equal hashes are skipped, only changed tensors are read."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+
+from git_theta.checkpoints.base import Tensor
+from git_theta.diffs.numeric import comparable, compare
+from git_theta.diffs.parallel import ordered_map
+from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, CheckpointDiff, Layout, TensorDiff
+from git_theta.diffs.store import ObjectReader
+from git_theta.metadata import CheckpointMetadata
+
+
+@dataclass(frozen=True)
+class Item:
+    """One tensor of one side: its layout, its hash when known, and how to get its exact bytes."""
+
+    name: str
+    layout: Layout
+    hash: str | None
+    load: Callable[[], memoryview]
+
+    def digest(self) -> str:
+        """The tensor hash, computed from the bytes when the side did not record it."""
+        return self.hash or "sha256:" + hashlib.sha256(self.load()).hexdigest()
+
+
+@dataclass
+class Side:
+    """The tensors of one side of a comparison; ``streamed`` sides hold bytes and can be iterated only once."""
+
+    items: Iterable[Item]
+    checkpoint_type: str | None = None
+    streamed: bool = False
+
+    @classmethod
+    def absent(cls) -> Side:
+        """A side where the checkpoint does not exist."""
+        return cls([])
+
+    @classmethod
+    def stored(cls, metadata: CheckpointMetadata, reader: ObjectReader, path: str) -> Side:
+        """A side described by metadata, its tensors decoded from objects only when needed."""
+        return cls(
+            [
+                Item(name, Layout(entry.dtype, entry.shape), entry.hash, partial(reader.load, path, name, entry))
+                for name, entry in metadata.tensors.items()
+            ],
+            metadata.checkpoint_type,
+        )
+
+    @classmethod
+    def read(cls, tensors: Iterable[Tensor], kind: str | None = None) -> Side:
+        """A side read from a checkpoint file, hashed as it streams by."""
+        return cls(
+            (
+                Item(t.spec.name, Layout(t.spec.dtype, t.spec.shape), None, _constant(memoryview(t.data).cast("B")))
+                for t in tensors
+            ),
+            kind,
+            streamed=True,
+        )
+
+
+def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:
+    """Compare two sides of the checkpoint at ``path``."""
+    if old.streamed and new.streamed:
+        old = Side(list(old.items), old.checkpoint_type)  # two files: keep the old one's tensors in memory
+    flip = old.streamed
+    drive, other = (old, new) if flip else (new, old)
+    others = {item.name: item for item in other.items}
+    other_count = len(others)
+    result = CheckpointDiff(path)
+    seen = 0
+    pairs = ((item, others.pop(item.name, None)) for item in drive.items)
+    for outcome in ordered_map(lambda pair: _pair(*pair, flip), pairs):
+        seen += 1
+        if outcome is None:
+            result.unchanged += 1
+        else:
+            result.tensors.append(outcome)
+    leftover = [
+        TensorDiff(i.name, ADDED if flip else REMOVED, **_sides(i.layout, flip=not flip)) for i in others.values()
+    ]
+    result.tensors.extend(leftover)
+    result.new_tensors, result.old_tensors = (other_count, seen) if flip else (seen, other_count)
+    return result
+
+
+def _pair(driving: Item, counterpart: Item | None, flip: bool) -> TensorDiff | None:
+    """Compare one tensor with its counterpart; None when they are identical (equal hashes: nothing is decoded)."""
+    if counterpart is None:
+        return TensorDiff(driving.name, REMOVED if flip else ADDED, **_sides(driving.layout, flip))
+    if counterpart.layout == driving.layout and counterpart.digest() == driving.digest():
+        return None
+    old, new = (driving, counterpart) if flip else (counterpart, driving)
+    same_shape = old.layout.shape == new.layout.shape
+    if not same_shape or not comparable(old.layout.dtype, new.layout.dtype):
+        return TensorDiff(old.name, MODIFIED, old.layout, new.layout)
+    change = compare(old.load(), new.load(), old.layout.dtype, new.layout.dtype)
+    return TensorDiff(old.name, MODIFIED, old.layout, new.layout, change)
+
+
+def _sides(layout: Layout, flip: bool) -> dict[str, Layout]:
+    return {"old": layout} if flip else {"new": layout}
+
+
+def _constant(data: memoryview) -> Callable[[], memoryview]:
+    return lambda: data

@@ -1,0 +1,53 @@
+"""What keeps objects alive, and the metadata blobs it reaches.
+
+git's own ``git gc`` keeps what refs, reflogs and the index reach (``git rev-list --all --reflog --indexed-objects``,
+which covers refs/stash and every worktree's HEAD and index); an operation in progress (merge, cherry-pick, revert,
+rebase) also holds commits in pseudo-refs such as ``MERGE_HEAD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from git_theta.git.catfile import BlobReader
+from git_theta.git.runner import output, run
+from git_theta.metadata import is_metadata
+
+#: Pseudo-refs of operations in progress; ``--all`` already includes HEAD.
+PSEUDO_REFS = ("ORIG_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD", "AUTO_MERGE")
+#: Metadata files are small; larger blobs are never ours and are not read.
+MAX_METADATA_SIZE = 256 << 20
+
+
+def reachable_revisions(reflog: bool) -> list[str]:
+    """Return ``git rev-list`` arguments for every ref, the index (all worktrees), and optionally the reflogs."""
+    revisions = ["--all", "--indexed-objects"] + (["--reflog"] if reflog else [])
+    paths = output("rev-parse", *(arg for name in PSEUDO_REFS for arg in ("--git-path", name))).splitlines()
+    for name, path in zip(PSEUDO_REFS, paths, strict=True):
+        if Path(path).is_file() and run("rev-parse", "--verify", "--quiet", name, check=False).returncode == 0:
+            revisions.append(name)
+    return revisions
+
+
+def metadata_blobs(revisions: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(path, content)`` of each blob that ``revisions`` reach and that looks like git-theta metadata."""
+    listing = run("rev-list", "--objects", *revisions, "--").stdout
+    paths: dict[str, str] = {}
+    for line in listing.decode("utf-8", errors="surrogateescape").splitlines():
+        oid, _, path = line.partition(" ")
+        if path:
+            paths.setdefault(oid, path)
+    if not paths:
+        return
+    checks = run(
+        "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)", input="\n".join(paths).encode() + b"\n"
+    ).stdout.decode()
+    with BlobReader() as blobs:
+        for line in checks.splitlines():
+            oid, kind, size = line.split()
+            if kind != "blob" or int(size) > MAX_METADATA_SIZE:
+                continue
+            data = blobs.read(oid)
+            if data is not None and is_metadata(data):
+                yield paths[oid], data

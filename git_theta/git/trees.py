@@ -1,0 +1,71 @@
+"""Listing the files of a revision, the index and the working tree, and the commits that touched a path.
+
+Every function runs git at ``cwd`` (the top of the working tree) and speaks paths relative to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from git_theta.git.runner import output, run
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a path's history."""
+
+    oid: str
+    parent: str | None
+    short: str
+    date: str
+    subject: str
+
+
+def tree_blobs(rev: str, pathspecs: list[str], cwd: str) -> dict[str, str]:
+    """Return ``{path: blob id}`` for the files of ``rev`` matching ``pathspecs`` (all files when empty)."""
+    listing = run("ls-tree", "-r", "-z", "--full-tree", rev, "--", *pathspecs, cwd=cwd).stdout
+    blobs = {}
+    for record in listing.split(b"\0"):
+        info, _, path = record.partition(b"\t")
+        fields = info.split()
+        if len(fields) == 3 and fields[1] == b"blob":
+            blobs[path.decode("utf-8", errors="surrogateescape")] = fields[2].decode()
+    return blobs
+
+
+def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
+    """Return ``{path: blob id}`` for the merged (stage 0) entries of the index."""
+    listing = run("ls-files", "-s", "-z", "--", *pathspecs, cwd=cwd).stdout
+    blobs = {}
+    for record in listing.split(b"\0"):
+        info, _, path = record.partition(b"\t")
+        fields = info.split()
+        if len(fields) == 3 and fields[2] == b"0":
+            blobs[path.decode("utf-8", errors="surrogateescape")] = fields[1].decode()
+    return blobs
+
+
+def worktree_changes(pathspecs: list[str], cwd: str) -> set[str]:
+    """Return the index entries whose working tree file may differ from the index (by git's stat check)."""
+    listing = run("diff-files", "-z", "--name-only", "--", *pathspecs, cwd=cwd).stdout
+    return {item.decode("utf-8", errors="surrogateescape") for item in listing.split(b"\0") if item}
+
+
+def merge_base(first: str, second: str, cwd: str) -> str:
+    """Return the best common ancestor of two commits."""
+    return output("merge-base", first, second, cwd=cwd)
+
+
+def path_history(revisions: list[str], path: str, max_count: int | None, cwd: str) -> list[Commit]:
+    """Return the commits reachable from ``revisions`` that changed ``path``, newest first."""
+    fields = _SEPARATOR.join(("%H", "%P", "%h", "%ad", "%s"))
+    limit = [f"--max-count={max_count}"] if max_count is not None else []
+    text = output("log", f"--format={fields}", "--date=short", *limit, *revisions, "--", path, cwd=cwd)
+    commits = []
+    for line in text.splitlines():
+        oid, parents, short, date, subject = line.split(_SEPARATOR, 4)
+        commits.append(Commit(oid, parents.split()[0] if parents else None, short, date, subject))
+    return commits

@@ -1,0 +1,38 @@
+"""Checking that every referenced tensor object is present and intact, locally and on a remote."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from git_theta.git.reachability import reachable_revisions
+from git_theta.maintenance.references import Usage, referenced_objects
+from git_theta.pipeline import workers
+from git_theta.storage.objects import LfsObjectStore
+from git_theta.storage.remote_objects import missing_on_remote
+from git_theta.storage.verify import object_problem
+
+
+def referenced() -> tuple[dict[str, Usage], list[str]]:
+    """Objects referenced by every ref and the index, and the problems of metadata that cannot be read."""
+    return referenced_objects(reachable_revisions(reflog=False))
+
+
+def local_problems(store: LfsObjectStore, usages: dict[str, Usage]) -> list[str]:
+    """Return one line per object that is missing locally or corrupt (hash, size, header or content)."""
+
+    def check(oid: str) -> list[str]:
+        usage = usages[oid]
+        problems = (object_problem(store.path(oid), oid, entry) for entry in usage.entries)
+        return [f"{usage.describe(oid)} {problem}" for problem in dict.fromkeys(problems) if problem]
+
+    with ThreadPoolExecutor(workers()) as executor:  # sha256 and zstd release the GIL
+        return [line for lines in executor.map(check, sorted(usages)) for line in lines]
+
+
+def remote_problems(remote: str, usages: dict[str, Usage]) -> list[str]:
+    """Return one line per referenced object that ``remote`` does not have."""
+    objects = {oid: usage.entries[0].stored for oid, usage in usages.items()}
+    missing = missing_on_remote(remote, objects)
+    return [
+        f"{usages[oid].describe(oid)} is missing on remote {remote!r} ({why})" for oid, why in sorted(missing.items())
+    ]

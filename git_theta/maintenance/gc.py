@@ -1,0 +1,63 @@
+"""Removing the tensor objects that nothing references any more."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from git_theta.git.index_lock import index_locks
+from git_theta.git.reachability import reachable_revisions
+from git_theta.maintenance.references import referenced_oids
+from git_theta.storage.codec import MAGIC
+from git_theta.storage.objects import LfsObjectStore
+
+
+@dataclass
+class Collected:
+    """What a collection removed (or would remove): ``(oid, bytes)`` per object."""
+
+    objects: list[tuple[str, int]] = field(default_factory=list)
+    kept: int = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes removed in all."""
+        return sum(size for _, size in self.objects)
+
+
+def collect_garbage(store: LfsObjectStore, common_dir: Path, dry_run: bool) -> Collected:
+    """Remove git-theta objects that no ref, reflog entry, stash or index entry references.
+
+    The index lock is held meanwhile, so no ``git add`` or ``git stash`` can reference an object after we looked;
+    objects written after we started are kept all the same. Plain Git LFS objects are never touched. Each removal
+    is one atomic unlink of an unreferenced object, so an interrupted collection leaves a consistent store.
+    """
+    started = time.time()
+    if dry_run:
+        return _collect(store, started, dry_run)
+    with index_locks(common_dir):
+        return _collect(store, started, dry_run)
+
+
+def _collect(store: LfsObjectStore, started: float, dry_run: bool) -> Collected:
+    keep = referenced_oids(reachable_revisions(reflog=True))
+    result = Collected()
+    for oid, path in sorted(store.stored()):
+        if oid in keep:
+            result.kept += 1
+        elif _is_garbage(path, started):
+            size = path.stat().st_size if dry_run else store.remove(oid)
+            result.objects.append((oid, size))
+    return result
+
+
+def _is_garbage(path: Path, started: float) -> bool:
+    """Tell whether an unreferenced object may go: one of ours (not plain LFS), not written while we ran."""
+    try:
+        if path.stat().st_mtime >= started:
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except FileNotFoundError:
+        return False

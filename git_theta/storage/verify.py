@@ -1,0 +1,40 @@
+"""Checking a stored object completely: its SHA-256 is its id, and it decodes to the exact tensor it should hold."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from git_theta.metadata import TensorEntry
+from git_theta.storage.codec import decode
+from git_theta.storage.errors import ObjectError
+
+READ_SIZE = 1 << 20
+
+
+def object_problem(path: Path, oid: str, entry: TensorEntry) -> str | None:
+    """Return what is wrong with the object at ``path`` (one phrase after its id), or None when it is intact."""
+    try:
+        digest = _sha256(path)
+    except FileNotFoundError:
+        return "is missing locally"
+    if digest != oid:
+        return f"is corrupt: its SHA-256 is {digest[:12]}…, not its id"
+    try:
+        with open(path, "rb", buffering=READ_SIZE) as stream:
+            decode(stream, entry.hash, entry.nbytes, entry.stored, oid, full_check=True)
+    except ObjectError as exc:
+        return str(exc).removeprefix(f"object {oid} ")
+    except FileNotFoundError:
+        return "is missing locally"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as stream:
+        buffer = bytearray(READ_SIZE)
+        view = memoryview(buffer)
+        while count := stream.readinto(buffer):
+            digest.update(view[:count])
+    return digest.hexdigest()

@@ -1,0 +1,145 @@
+"""The statistics of a change, checked against a direct numpy computation, and their documented conventions."""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from git_theta.diffs import numeric
+from git_theta.diffs.numeric import compare, summarize
+from tests.unit.support import PROPERTY
+
+
+def expected(old: np.ndarray, new: np.ndarray) -> dict[str, float]:
+    """The statistics computed the obvious way, in float64 over whole arrays."""
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[old.dtype.itemsize]
+    changed = old.view(bits) != new.view(bits)
+    o, n = old.astype(np.float64), new.astype(np.float64)
+    delta = np.where(changed, n - o, 0.0)
+    return {
+        "changed": int(changed.sum()),
+        "l2": float(np.linalg.norm(delta)),
+        "rel": float(np.linalg.norm(delta) / np.linalg.norm(o)),
+        "cos": float(o @ n / (np.linalg.norm(o) * np.linalg.norm(n))),
+    }
+
+
+def check(old: np.ndarray, new: np.ndarray, dtype: str) -> None:
+    change = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), dtype, dtype)
+    want = expected(old, new)
+    assert change.changed == want["changed"]
+    assert change.elements == old.size
+    for key in ("l2", "rel", "cos"):
+        assert getattr(change, key) == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    ("dtype", "numpy_type"),
+    [
+        ("F64", np.float64),
+        ("F32", np.float32),
+        ("F16", np.float16),
+        ("BF16", ml_dtypes.bfloat16),
+        ("F8_E4M3", ml_dtypes.float8_e4m3fn),
+        ("F8_E5M2", ml_dtypes.float8_e5m2),
+    ],
+)
+def test_float_types_match_numpy(dtype: str, numpy_type: type) -> None:
+    rng = np.random.default_rng(7)
+    old = rng.standard_normal(1000).astype(numpy_type)
+    new = old.copy()
+    new[::7] = (rng.standard_normal(len(new[::7])) * 0.1 + new[::7].astype(np.float64)).astype(numpy_type)
+    check(old, new, dtype)
+
+
+def test_integers_and_bool() -> None:
+    old = np.arange(-50, 50, dtype=np.int32)
+    new = old.copy()
+    new[3] = 1000
+    check(old, new, "I32")
+    flags = np.array([True, False, True, True])
+    change = compare(memoryview(flags.tobytes()), memoryview(np.ones(4, bool).tobytes()), "BOOL", "BOOL")
+    assert change.changed == 1 and change.l2 == 1.0
+
+
+def test_chunks_add_up_to_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(numeric, "CHUNK", 64)
+    rng = np.random.default_rng(1)
+    old = rng.standard_normal(1000).astype(np.float32)
+    new = old + rng.standard_normal(1000).astype(np.float32) * 0.01
+    check(old, new, "F32")
+    summary = summarize(memoryview(old.tobytes()), "F32")
+    assert summary.mean == pytest.approx(float(old.astype(np.float64).mean()), rel=1e-9)
+    assert summary.std == pytest.approx(float(old.astype(np.float64).std()), rel=1e-9)
+
+
+def test_nan_to_the_same_nan_is_unchanged_and_signed_zero_is_a_change() -> None:
+    old = np.array([np.nan, 0.0, 1.0, np.inf], dtype=np.float32)
+    new = np.array([np.nan, -0.0, 1.0, np.inf], dtype=np.float32)
+    change = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), "F32", "F32")
+    assert change.changed == 1
+    assert change.l2 == 0.0  # -0.0 - 0.0 is zero, and the unchanged NaN and inf contribute nothing
+
+
+def test_zero_norm_conventions() -> None:
+    zeros, ones = np.zeros(4, np.float32), np.ones(4, np.float32)
+    same = compare(memoryview(zeros.tobytes()), memoryview(zeros.tobytes()), "F32", "F32")
+    assert (same.rel, same.cos) == (0.0, 1.0)
+    grown = compare(memoryview(zeros.tobytes()), memoryview(ones.tobytes()), "F32", "F32")
+    assert grown.rel == math.inf and grown.cos == 0.0 and grown.l2 == 2.0
+    vanished = compare(memoryview(ones.tobytes()), memoryview(zeros.tobytes()), "F32", "F32")
+    assert vanished.rel == 1.0 and vanished.cos == 0.0
+    empty = compare(memoryview(b""), memoryview(b""), "F32", "F32")
+    assert (empty.changed, empty.elements, empty.fraction, empty.rel, empty.cos) == (0, 0, 0.0, 0.0, 1.0)
+
+
+def test_huge_float64_values_do_not_overflow() -> None:
+    old = np.array([1e300, -1e300, 3e299])
+    new = old * 1.5
+    change = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), "F64", "F64")
+    assert change.rel == pytest.approx(0.5, rel=1e-12)
+    assert change.cos == pytest.approx(1.0, rel=1e-12)
+    assert math.isfinite(change.l2) and change.l2 == pytest.approx(0.5 * 1e300 * math.sqrt(2 + 0.09), rel=1e-12)
+
+
+def test_dtype_change_compares_values() -> None:
+    old = np.array([1.0, 0.1, 0.0, np.nan], dtype=np.float32)
+    new = old.astype(np.float16)
+    change = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), "F32", "F16")
+    assert change.changed == 1  # only 0.1 is not exact in fp16
+    assert change.l2 == pytest.approx(abs(float(np.float16(0.1)) - float(np.float32(0.1))))
+
+
+def test_complex_counts_elements_and_uses_real_pairs() -> None:
+    old = np.array([1 + 1j, 2 - 1j, 0j], dtype=np.complex64)
+    new = np.array([1 + 1j, 2 + 1j, 0j], dtype=np.complex64)
+    change = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), "C64", "C64")
+    assert change.changed == 1 and change.elements == 3
+    assert change.l2 == pytest.approx(2.0)
+    assert not numeric.comparable("C64", "F32")
+
+
+def test_summary_skips_non_finite_values() -> None:
+    values = np.array([1.0, 2.0, np.nan, np.inf, 3.0], dtype=np.float32)
+    summary = summarize(memoryview(values.tobytes()), "F32")
+    assert summary.nonfinite == 2
+    assert summary.mean == pytest.approx(2.0) and summary.std == pytest.approx(math.sqrt(2 / 3))
+    assert summary.l2 == pytest.approx(math.sqrt(14))
+
+
+@PROPERTY
+@given(
+    hnp.arrays(np.float32, st.integers(1, 200), elements=st.floats(-1e6, 1e6, width=32)),
+    st.data(),
+)
+def test_property_matches_numpy(old: np.ndarray, data: st.DataObject) -> None:
+    new = data.draw(hnp.arrays(np.float32, old.shape, elements=st.floats(-1e6, 1e6, width=32)))
+    if not np.linalg.norm(old.astype(np.float64)) or not np.linalg.norm(new.astype(np.float64)):
+        return  # the zero-norm conventions are tested above
+    check(old, new, "F32")
