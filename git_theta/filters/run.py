@@ -8,10 +8,12 @@ from git_theta.filters.clean import clean as clean_checkpoint
 from git_theta.filters.context import FilterContext
 from git_theta.filters.process import serve
 from git_theta.filters.smudge import smudge as smudge_metadata
+from git_theta.git.hooks import ensure_hooks
 
 
 def filter_process() -> None:
     """Serve git's long-running filter protocol (``filter.theta.process``)."""
+    ensure_hooks()  # a clone gets its pre-push hook here, before anyone can push from it
     context = FilterContext.for_repository()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer, context)

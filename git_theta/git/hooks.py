@@ -18,11 +18,14 @@ HOOKS = ("pre-push",)
 
 _TEMPLATE = """#!/bin/sh
 {marker}: runs the hook it was installed beside ({name}{suffix}), then git-theta's own step.
+# Without such a hook, git-lfs's own step runs when git-lfs is configured, so plain LFS files are pushed too.
 input=$(cat; echo x)
 input=${{input%x}}
 chained="$(dirname "$0")/{name}{suffix}"
 if [ -x "$chained" ]; then
   printf '%s' "$input" | "$chained" "$@" || exit $?
+elif [ -n "$(git config --get filter.lfs.process)" ] && command -v git-lfs >/dev/null 2>&1; then
+  printf '%s' "$input" | git lfs {name} "$@" || exit $?
 fi
 command -v git-theta >/dev/null 2>&1 || {{
   echo >&2 "git-theta is not on PATH: it is needed by this repository's {name} hook (pip install git-theta)."
@@ -43,6 +46,13 @@ def is_ours(path: Path) -> bool:
         return MARKER in path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
+
+
+def ensure_hooks() -> None:
+    """Install our hooks if this repository lacks them (a fresh clone): as git-lfs does from its filter."""
+    directory = hooks_dir()
+    if not all(is_ours(directory / name) for name in HOOKS):
+        install_hooks()
 
 
 def install_hooks() -> list[str]:

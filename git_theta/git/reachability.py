@@ -12,7 +12,7 @@ from pathlib import Path
 
 from git_theta.git.catfile import BlobReader
 from git_theta.git.runner import output, run
-from git_theta.metadata import is_metadata
+from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 
 #: Pseudo-refs of operations in progress; ``--all`` already includes HEAD.
 PSEUDO_REFS = ("ORIG_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD", "AUTO_MERGE")
@@ -51,3 +51,15 @@ def metadata_blobs(revisions: list[str]) -> Iterator[tuple[str, bytes]]:
             data = blobs.read(oid)
             if data is not None and is_metadata(data):
                 yield paths[oid], data
+
+
+def metadata_in_commits(include: list[str], exclude: list[str]) -> Iterator[tuple[str, CheckpointMetadata]]:
+    """Yield ``(path, metadata)`` for the metadata in commits reachable from ``include`` but not from ``exclude``.
+
+    Metadata this version cannot read is an error, not a skip: its objects would be left behind.
+    """
+    for path, data in metadata_blobs([*include, "--not", *exclude]):
+        try:
+            yield path, CheckpointMetadata.loads(data)
+        except MetadataError as exc:
+            raise MetadataError(f"{path}: {exc}") from exc

@@ -189,3 +189,24 @@ def test_theta_add_refuses_untracked_paths(repo: Path) -> None:
     result = theta("add", "model.bin2", cwd=repo, check=False)
     assert result.returncode == 2
     assert b"git theta track" in result.stderr
+
+
+def test_a_clone_gets_the_pre_push_hook_and_its_new_models_reach_the_remote(repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", str(remote), cwd=repo)
+    save_safetensors(repo / "model.safetensors", random_model())
+    commit_all(repo, "base")
+    git("push", "-q", "origin", "main", cwd=repo)
+
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(remote), str(clone), cwd=tmp_path)
+    assert "git-theta hook" in (clone / ".git" / "hooks" / "pre-push").read_text()
+    save_safetensors(clone / "new.safetensors", random_model(seed=9))
+    commit_all(clone, "a new model from the clone")
+    git("push", "-q", "origin", "main", cwd=clone)
+    assert lfs_objects(clone) <= lfs_objects(remote)
+
+    fresh = tmp_path / "fresh"
+    git("clone", "-q", str(remote), str(fresh), cwd=tmp_path)
+    assert (fresh / "new.safetensors").read_bytes() == (clone / "new.safetensors").read_bytes()

@@ -47,3 +47,23 @@ def test_lazy_clone_then_pull_one_then_all(repo: Path, tmp_path: Path) -> None:
 def test_pull_of_an_untracked_path_says_so(repo: Path) -> None:
     result = theta("pull", "nothing.safetensors", cwd=repo, check=False)
     assert result.returncode == 2 and b"no checkpoint tracked by git-theta matches" in result.stderr
+
+
+def test_push_from_a_lazy_clone_to_a_new_remote_is_refused_until_weights_are_pulled(
+    repo: Path, tmp_path: Path
+) -> None:
+    remote, _ = pushed_repo(repo, tmp_path)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(remote), str(clone), cwd=tmp_path, env={"GIT_LFS_SKIP_SMUDGE": "1"})
+    git("commit", "-q", "--allow-empty", "-m", "more", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)  # the origin has every object: nothing to upload
+
+    other = tmp_path / "other.git"
+    git("init", "-q", "--bare", str(other), cwd=tmp_path)
+    git("remote", "add", "other", str(other), cwd=clone)
+    refused = git("push", "-q", "other", "main", cwd=clone, check=False)
+    assert refused.returncode != 0
+    assert b"neither stored here nor on 'other'" in refused.stderr and b"git theta pull" in refused.stderr
+    theta("pull", cwd=clone)
+    git("push", "-q", "other", "main", cwd=clone)
+    assert lfs_objects(other) == lfs_objects(clone)
