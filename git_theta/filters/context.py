@@ -10,6 +10,7 @@ from functools import partial
 from git_theta.buffers import BufferPool
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
 from git_theta.git.catfile import BlobReader
+from git_theta.git.invocation import only_displaying
 from git_theta.git.repo import lfs_storage
 from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 from git_theta.pipeline import workers
@@ -37,6 +38,8 @@ class FilterContext:
         self.fetch = fetch
         #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs): check out metadata only, without the weights.
         self.skip_smudge = os.environ.get("GIT_LFS_SKIP_SMUDGE", "") not in ("", "0")
+        #: git diff, log or show: smudged files only feed our diff driver and textconv.
+        self.display_only = False
         self.executor = ThreadPoolExecutor(workers())
         self.buffers = BufferPool()
         self.window = workers() + 1
@@ -48,7 +51,9 @@ class FilterContext:
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
         store = LfsObjectStore(lfs_storage())
-        return cls(store, BlobReader(), partial(fetch_objects, store=store))
+        context = cls(store, BlobReader(), partial(fetch_objects, store=store))
+        context.display_only = only_displaying()
+        return context
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""

@@ -32,8 +32,10 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
         metadata = CheckpointMetadata.loads(data)
     except MetadataError as exc:
         raise MetadataError(f"{path}: {exc}") from exc
-    if context.skip_smudge:
-        return lambda out: out.write(data)  # lazy checkout: keep the metadata until the weights are pulled
+    if context.skip_smudge or context.display_only:
+        # A lazy checkout keeps the metadata until the weights are pulled; git diff, log and show hand the smudged
+        # file only to our diff driver and textconv, which read tensors from the objects: rebuilding is wasted work.
+        return lambda out: out.write(data)
     plugin = load(metadata.checkpoint_type)
     _require_objects(metadata, path, context)
     specs = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in metadata.tensors.items()]

@@ -49,9 +49,7 @@ def test_pull_of_an_untracked_path_says_so(repo: Path) -> None:
     assert result.returncode == 2 and b"no checkpoint tracked by git-theta matches" in result.stderr
 
 
-def test_push_from_a_lazy_clone_to_a_new_remote_is_refused_until_weights_are_pulled(
-    repo: Path, tmp_path: Path
-) -> None:
+def test_push_from_a_lazy_clone_to_a_new_remote_is_refused_until_weights_are_pulled(repo: Path, tmp_path: Path) -> None:
     remote, _ = pushed_repo(repo, tmp_path)
     clone = tmp_path / "clone"
     git("clone", "-q", str(remote), str(clone), cwd=tmp_path, env={"GIT_LFS_SKIP_SMUDGE": "1"})

@@ -1,0 +1,58 @@
+"""Which git command started us: git runs the smudge filter even when it only wants to *show* a diff."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+#: Commands that smudge files only to hand them to diff drivers and textconv, never to the working tree.
+DISPLAY_COMMANDS = frozenset({"diff", "log", "show", "whatchanged", "diff-tree", "diff-index", "diff-files"})
+#: git's global options that take a separate value.
+_OPTIONS_WITH_VALUE = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--namespace", "--config-env"})
+
+
+@cache
+def parent_git_command() -> str | None:
+    """Return the subcommand of the git process that started us (``diff``, ``checkout``...), if it can be read."""
+    pid = os.getppid()
+    for _ in range(3):  # git may start us through ``sh -c``
+        argv = _cmdline(pid)
+        if argv and os.path.basename(argv[0]) in ("git", "git.exe"):
+            return _subcommand(argv[1:])
+        if not argv or os.path.basename(argv[0]) not in ("sh", "dash", "bash"):
+            return None
+        pid = _parent_of(pid)
+    return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode(errors="replace").rstrip("\0").split("\0")
+    except OSError:
+        return []  # not Linux, or no /proc: assume the weights are needed
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _subcommand(args: list[str]) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def only_displaying() -> bool:
+    """Tell whether git started us only to display a diff (so checkpoints need not be rebuilt)."""
+    return parent_git_command() in DISPLAY_COMMANDS
