@@ -49,7 +49,7 @@ git status --short
 git add model.safetensors && git commit -q -m "fine-tune layer 3"
 echo "objects stored: $(objects)   (one new object: only the changed tensor)"
 git diff --stat HEAD~1 HEAD
-git diff HEAD~1 HEAD -- model.safetensors | grep '^[-+] ' | cut -c1-110
+git theta diff HEAD~1 HEAD
 
 step "git theta ls: the tracked checkpoint and its tensors"
 git theta ls

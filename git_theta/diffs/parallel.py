@@ -1,34 +1,18 @@
-"""A small ordered, bounded parallel map: tensors are hashed, decoded and compared on every core."""
+"""Tensors are hashed, decoded and compared on every core, a few at a time (see git_theta.pipeline)."""
 
 from __future__ import annotations
 
-import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from git_theta import pipeline
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-def workers() -> int:
-    """Worker threads: one per core, at most four (sha256, zstd and numpy release the GIL)."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def ordered_map(fn: Callable[[In], Out], items: Iterable[In]) -> Iterator[Out]:
     """Yield ``fn(item)`` in input order with only a few items in flight, so a streamed file is never held whole."""
-    window = workers() + 1
-    pending: deque[Future[Out]] = deque()
-    with ThreadPoolExecutor(workers()) as pool:
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    with ThreadPoolExecutor(pipeline.workers()) as pool:
+        yield from pipeline.ordered_map(pool, fn, items, pipeline.workers() + 1)
