@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
 
-from git_theta.errors import GitThetaError
 from git_theta.metadata import TensorEntry
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
+from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
 
 Fetch = Callable[[dict[str, int]], None]
@@ -28,7 +29,8 @@ class ObjectReader:
         from git_theta.git.repo import lfs_storage
         from git_theta.storage.lfs_transfer import fetch_objects
 
-        return cls(LfsObjectStore(lfs_storage()), fetch_objects if download else None)
+        store = LfsObjectStore(lfs_storage())
+        return cls(store, partial(fetch_objects, store=store) if download else None)
 
     def load(self, path: str, name: str, entry: TensorEntry) -> memoryview:
         """Return the exact bytes of one tensor, checked against its metadata entry."""
@@ -44,17 +46,10 @@ class ObjectReader:
             self._require(entries)
 
     def _require(self, entries: Iterable[TensorEntry]) -> None:
-        missing = {entry.oid: entry.stored for entry in entries if not self.store.has(entry.oid)}
-        if not missing:
-            return
-        reason = "no way to download them here"
-        if self._fetch is not None:
-            try:
-                self._fetch(missing)
-                return
-            except GitThetaError as exc:
-                reason = str(exc)
-        raise ObjectError(
-            f"{len(missing)} tensor object(s) needed for the comparison are not stored locally and could not be "
-            f"downloaded (first: {sorted(missing)[0][:12]}; {reason}); fetch them with git lfs fetch, then retry"
-        )
+        objects = {entry.oid: entry.stored for entry in entries}
+        missing, reason = download_missing(self.store, objects, self._fetch)
+        if missing:
+            raise ObjectError(
+                f"{len(missing)} tensor object(s) needed for the comparison are not stored locally and could not "
+                f"be downloaded (first: {sorted(missing)[0][:12]}; {reason}); fetch them with git lfs fetch, then retry"
+            )

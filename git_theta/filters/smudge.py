@@ -14,7 +14,7 @@ from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, i
 from git_theta.pipeline import frame_executor, ordered_map
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
-from git_theta.storage.lfs_transfer import TransferError
+from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
 
 Writer = Callable[[BinaryIO], None]
@@ -79,17 +79,10 @@ def _recycled(tensors: Iterator[tuple[bytearray | None, memoryview]], pool: Buff
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
     """Download the objects that are not stored locally; fail before writing anything if some cannot be had."""
-    missing = {entry.oid: entry.stored for entry in metadata.tensors.values() if not context.store.has(entry.oid)}
-    if not missing:
-        return
-    reason = "no remote to download them from"
-    if context.fetch is not None:
-        try:
-            context.fetch(missing)
-            return
-        except TransferError as exc:
-            missing, reason = {oid: missing[oid] for oid in exc.failed}, str(exc)
-    raise ObjectError(
-        f"{path}: {len(missing)} tensor object(s) are not stored locally and could not be downloaded "
-        f"(first: {sorted(missing)[0][:12]}; {reason}); make sure the remote has them, then check out again"
-    )
+    objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}
+    missing, reason = download_missing(context.store, objects, context.fetch)
+    if missing:
+        raise ObjectError(
+            f"{path}: {len(missing)} tensor object(s) are not stored locally and could not be downloaded "
+            f"(first: {sorted(missing)[0][:12]}; {reason}); make sure the remote has them, then check out again"
+        )

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from git_theta.errors import GitThetaError
 from git_theta.git.repo import default_remote
@@ -43,6 +44,22 @@ def push_objects(remote: str, oids: list[str]) -> None:
         raise TransferError(
             f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {exc.stderr.strip()}"
         ) from exc
+
+
+def download_missing(
+    store: ObjectStore, objects: dict[str, int], fetch: Callable[[dict[str, int]], None] | None
+) -> tuple[dict[str, int], str]:
+    """Download those of ``objects`` (oid -> size) not in ``store``; return what is still missing, and why."""
+    missing = {oid: size for oid, size in objects.items() if not store.has(oid)}
+    if not missing:
+        return {}, ""
+    if fetch is None:
+        return missing, "no remote to download them from"
+    try:
+        fetch(missing)
+    except TransferError as exc:
+        return {oid: missing[oid] for oid in exc.failed}, str(exc)
+    return {}, ""
 
 
 def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:

@@ -65,3 +65,18 @@ def test_push_from_a_lazy_clone_to_a_new_remote_is_refused_until_weights_are_pul
     theta("pull", cwd=clone)
     git("push", "-q", "other", "main", cwd=clone)
     assert lfs_objects(other) == lfs_objects(clone)
+
+
+def test_theta_diff_in_a_lazy_clone_downloads_only_the_changed_tensors(repo: Path, tmp_path: Path) -> None:
+    remote, _ = pushed_repo(repo, tmp_path)
+    model = random_model(seed=1)
+    model["layer0.bias"] = model["layer0.bias"] * 2
+    save_safetensors(repo / "a.safetensors", model)
+    git("commit", "-q", "-am", "scale one bias", cwd=repo)
+    git("push", "-q", "origin", "main", cwd=repo)
+
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(remote), str(clone), cwd=tmp_path, env={"GIT_LFS_SKIP_SMUDGE": "1"})
+    out = theta("diff", "HEAD~1", "HEAD", cwd=clone).stdout.decode()
+    assert "layer0.bias" in out
+    assert len(lfs_objects(clone)) == 2  # the old and the new value of the one changed tensor
