@@ -39,8 +39,9 @@ class Checkpoint(ABC):
     name: ClassVar[str]
     #: File name extensions (lower case, with the dot) that suggest this format.
     extensions: ClassVar[tuple[str, ...]] = ()
-    #: True when ``write`` is done with a tensor's bytes once it asks for the next tensor: their memory is reused.
-    releases_tensors: ClassVar[bool] = False
+    #: True when ``write`` takes each tensor as an iterable of byte chunks (see ``write_tensor``), read to its end
+    #: in order: a checkout then streams, block by block, instead of holding whole tensors.
+    accepts_chunks: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -85,3 +86,12 @@ def read_exact(stream: BinaryIO, size: int, label: str, what: str) -> bytearray:
             )
         filled += count
     return buffer
+
+
+def write_tensor(out: BinaryIO, data: bytes | bytearray | memoryview | Iterable[memoryview]) -> None:
+    """Write a tensor's bytes, given whole or (to plugins that accept chunks) as chunks."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        out.write(data)
+        return
+    for chunk in data:
+        out.write(chunk)

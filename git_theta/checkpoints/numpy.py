@@ -28,7 +28,6 @@ class NpzCheckpoint(Checkpoint):
 
     name = "npz"
     extensions = (".npz",)
-    releases_tensors = True
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact, write_tensor
 from git_theta.dtypes import ITEMSIZE, nbytes
 from git_theta.metadata import MetadataError
 
@@ -20,7 +20,7 @@ class SafetensorsCheckpoint(Checkpoint):
 
     name = "safetensors"
     extensions = (".safetensors",)
-    releases_tensors = True
+    accepts_chunks = True
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -54,7 +54,7 @@ class SafetensorsCheckpoint(Checkpoint):
         out.write(struct.pack("<Q", len(header_bytes)))
         out.write(header_bytes)
         for data in tensors:
-            out.write(data)
+            write_tensor(out, data)
 
 
 def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from git_theta.buffers import BufferPool
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
@@ -41,7 +40,6 @@ class FilterContext:
         #: git diff, log or show: smudged files only feed our diff driver and textconv.
         self.display_only = False
         self.executor = ThreadPoolExecutor(workers())
-        self.buffers = BufferPool()
         self.window = workers() + 1
         #: Tensor hash -> (oid, stored size) of tensors already stored; filled as we go.
         self.known: dict[str, tuple[str, int]] = {}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import BinaryIO
 
-from git_theta.buffers import BufferPool
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
 from git_theta.filters.context import FilterContext
@@ -16,6 +15,7 @@ from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.streaming import stream_tensors
 
 Writer = Callable[[BinaryIO], None]
 
@@ -42,39 +42,28 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
     def write(out: BinaryIO) -> None:
-        pool = context.buffers if plugin.releases_tensors else None
-        load_one = partial(load_tensor, context.store, pool)
-        tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
-        plugin().write(metadata.format, specs, _recycled(tensors, pool), out)
+        if plugin.accepts_chunks:
+            labelled = [(_label(path, name, entry), entry) for _, name, entry in items]
+            tensors = stream_tensors(context.store, labelled, frame_executor())
+        else:
+            load_one = partial(load_tensor, context.store)
+            tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
+        plugin().write(metadata.format, specs, tensors, out)
 
     return write
 
 
-def load_tensor(
-    store: ObjectStore, pool: BufferPool | None, item: tuple[str, str, TensorEntry]
-) -> tuple[bytearray | None, memoryview]:
-    """Return a tensor's exact bytes from its object, checked against what the metadata says.
-
-    With a pool, the bytes are decoded into one of its buffers, returned with them for recycling.
-    """
+def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memoryview:
+    """Return a tensor's exact bytes from its object, checked against what the metadata says."""
     path, name, entry = item
-    buffer = pool.take(entry.nbytes) if pool is not None else None
     with store.open(entry.oid) as stream:
-        label = f"{entry.oid[:12]} (tensor {name!r} of {path})"
-        view = decode(stream, entry.hash, entry.nbytes, entry.stored, label, out=buffer, executor=frame_executor())
-    return buffer, view
+        return decode(
+            stream, entry.hash, entry.nbytes, entry.stored, _label(path, name, entry), executor=frame_executor()
+        )
 
 
-def _recycled(tensors: Iterator[tuple[bytearray | None, memoryview]], pool: BufferPool | None) -> Iterator[memoryview]:
-    """Yield the tensors; a tensor's buffer goes back to the pool when the writer asks for the next one."""
-    previous = None
-    for buffer, view in tensors:
-        if previous is not None and pool is not None:
-            pool.give(previous)
-        previous = buffer
-        yield view
-    if previous is not None and pool is not None:
-        pool.give(previous)
+def _label(path: str, name: str, entry: TensorEntry) -> str:
+    return f"{entry.oid[:12]} (tensor {name!r} of {path})"
 
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:

@@ -96,39 +96,92 @@ def decode(
     object_size: int,
     label: str,
     *,
-    out: bytearray | None = None,
     full_check: bool = False,
     executor: Executor | None = None,
 ) -> memoryview:
     """Read one object from the seekable ``stream`` and return the tensor's exact bytes, checked for corruption.
 
-    ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. The bytes are written into
-    ``out`` when it is given (and large enough), else into a new buffer. Every zstd frame carries a checksum of its
-    content, checked as it is decoded; raw objects, and every object when ``full_check``, are compared with the
-    tensor's SHA-256. With an ``executor``, the frames of a large tensor are decoded in parallel.
+    ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. Every zstd frame carries a
+    checksum of its content, checked as it is decoded; raw objects, and every object when ``full_check``, are
+    compared with the tensor's SHA-256. With an ``executor``, the blocks of a large tensor are decoded in parallel.
     """
-    header = read_header(stream, label)
-    if header["hash"] != tensor_hash or header["size"] != tensor_size:
-        raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
-    actual = stream.seek(0, io.SEEK_END)
-    if actual != object_size:
-        state = "truncated" if actual < object_size else "corrupt (longer than recorded)"
-        raise ObjectError(f"object {label} is {state}: {actual} bytes, expected {object_size}")
-    payload = 12 + len(_header_bytes(header))
-    if out is None or len(out) < tensor_size:
-        out = bytearray(tensor_size)
-    view = memoryview(out)[:tensor_size]
-    if header["codec"] == "raw":
-        if object_size - payload != tensor_size:
-            raise ObjectError(f"object {label} is corrupt (its size does not match its header)")
-        stream.seek(payload)
-        _read_exact(stream, view, label)
+    reader = ObjectReader(stream, tensor_hash, tensor_size, object_size, label)
+    out = bytearray(tensor_size)
+    if executor is None or len(reader.blocks) <= 1:
+        for block in reader.blocks:
+            reader.read_block(block, out)
     else:
-        frames = _frame_table(stream, payload, object_size, tensor_size, header["block"], label)
-        _decode_frames(stream, frames, out, header, label, executor)
-    if (header["codec"] == "raw" or full_check) and "sha256:" + hashlib.sha256(view).hexdigest() != tensor_hash:
-        raise ObjectError(f"object {label} is corrupt: its content does not match its hash")
-    return view
+        for _ in ordered_map(executor, lambda block: reader.read_block(block, out), reader.blocks, PARALLEL_FRAMES):
+            pass
+    if reader.codec == "raw" or full_check:
+        reader.check_hash(hashlib.sha256(out))
+    return memoryview(out)
+
+
+class ObjectReader:
+    """An object opened for reading, its header and layout checked; its blocks decode independently, from any thread."""
+
+    def __init__(self, stream: BinaryIO, tensor_hash: str, tensor_size: int, object_size: int, label: str) -> None:
+        self.label, self.size, self._stream, self._lock = label, tensor_size, stream, threading.Lock()
+        self.header = read_header(stream, label)
+        if self.header["hash"] != tensor_hash or self.header["size"] != tensor_size:
+            raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
+        actual = stream.seek(0, io.SEEK_END)
+        if actual != object_size:
+            state = "truncated" if actual < object_size else "corrupt (longer than recorded)"
+            raise ObjectError(f"object {label} is {state}: {actual} bytes, expected {object_size}")
+        self.codec = self.header["codec"]
+        payload = 12 + len(_header_bytes(self.header))
+        if self.codec == "raw":
+            if object_size - payload != tensor_size:
+                raise ObjectError(f"object {label} is corrupt (its size does not match its header)")
+            self.blocks = [
+                (payload + start, min(BLOCK, tensor_size - start), start) for start in range(0, tensor_size, BLOCK)
+            ]
+        else:
+            self.blocks = _frame_table(stream, payload, object_size, tensor_size, self.header["block"], label)
+
+    def read_block(self, block: tuple[int, int, int], out: bytearray | None = None) -> memoryview:
+        """Decode one of ``blocks`` into ``out`` at its place in the tensor, or into a new buffer; return the bytes."""
+        offset, length, start = block
+        with self._lock:
+            self._stream.seek(offset)
+            stored = self._stream.read(length)
+        if len(stored) != length:
+            raise ObjectError(f"object {self.label} is truncated")
+        if self.codec == "raw":
+            data = stored
+        else:
+            expected = min(self.header["block"], self.size - start)
+            data = self._decompress(stored, expected)
+            target, at = (out, start) if out is not None else (bytearray(expected), 0)
+            ungroup_bytes(data, expected, target, at, self.header["group"])
+            return memoryview(target)[at : at + expected]
+        if out is None:
+            return memoryview(data)
+        out[start : start + length] = data
+        return memoryview(out)[start : start + length]
+
+    def check_hash(self, digest: hashlib._Hash) -> None:
+        """Compare the SHA-256 of the decoded tensor with the tensor's hash."""
+        if "sha256:" + digest.hexdigest() != self.header["hash"]:
+            raise ObjectError(f"object {self.label} is corrupt: its content does not match its hash")
+
+    def close(self) -> None:
+        """Close the underlying stream."""
+        self._stream.close()
+
+    def _decompress(self, frame: bytes, expected: int) -> bytes:
+        try:
+            # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.
+            if zstandard.get_frame_parameters(frame).content_size != expected:
+                raise ObjectError(f"object {self.label} is corrupt (a block has the wrong size)")
+            data = _decompressor().decompress(frame)
+        except zstandard.ZstdError as exc:
+            raise ObjectError(f"object {self.label} is corrupt ({exc})") from exc
+        if len(data) != expected:
+            raise ObjectError(f"object {self.label} is corrupt (a block has the wrong size)")
+        return data
 
 
 def read_header(stream: BinaryIO, label: str) -> dict:
@@ -214,53 +267,8 @@ def _frame_table(
     return frames
 
 
-def _decode_frames(
-    stream: BinaryIO,
-    frames: list[tuple[int, int, int]],
-    out: bytearray,
-    header: dict,
-    label: str,
-    executor: Executor | None,
-) -> None:
-    size, block, group = header["size"], header["block"], header["group"]
-    lock = threading.Lock()
-
-    def decode_frame(frame: tuple[int, int, int]) -> None:
-        offset, length, start = frame
-        with lock:
-            stream.seek(offset)
-            compressed = stream.read(length)
-        expected = min(block, size - start)
-        try:
-            # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.
-            if zstandard.get_frame_parameters(compressed).content_size != expected:
-                raise ObjectError(f"object {label} is corrupt (a block has the wrong size)")
-            grouped = _decompressor().decompress(compressed)
-        except zstandard.ZstdError as exc:
-            raise ObjectError(f"object {label} is corrupt ({exc})") from exc
-        if len(grouped) != expected:
-            raise ObjectError(f"object {label} is corrupt (a block has the wrong size)")
-        ungroup_bytes(grouped, expected, out, start, group)
-
-    if executor is None or len(frames) == 1:
-        for frame in frames:
-            decode_frame(frame)
-    else:
-        for _ in ordered_map(executor, decode_frame, frames, window=PARALLEL_FRAMES):
-            pass
-
-
 def _decompressor() -> zstandard.ZstdDecompressor:
     # Like compressors, decompression contexts are per thread.
     if not hasattr(_local, "decompressor"):
         _local.decompressor = zstandard.ZstdDecompressor()
     return _local.decompressor
-
-
-def _read_exact(stream: BinaryIO, dest: memoryview, label: str) -> None:
-    filled = 0
-    while filled < len(dest):
-        count = stream.readinto(dest[filled:])
-        if not count:
-            raise ObjectError(f"object {label} is truncated")
-        filled += count
