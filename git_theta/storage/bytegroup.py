@@ -29,11 +29,13 @@ def group_bytes(block: memoryview, group: int) -> bytes | memoryview:
     return grouped.tobytes() + bytes(block[whole:])
 
 
-def ungroup_bytes(grouped: bytes | bytearray, length: int, out: bytearray, start: int, group: int) -> None:
-    """Undo the byte grouping of ``grouped[:length]`` into ``out[start:start + length]``."""
+def ungroup_bytes(
+    grouped: bytes | bytearray, length: int, out: bytearray, start: int, group: int, tensor_size: int = 0
+) -> None:
+    """Undo the byte grouping of ``grouped[:length]`` into ``out[start:start + length]`` (a block of a tensor)."""
     whole = length // group * group
     column = whole // group
-    if column and (len(out) >= NUMPY_UNGROUP or "numpy" in sys.modules):
+    if column and (max(len(out), tensor_size) >= NUMPY_UNGROUP or "numpy" in sys.modules):
         _ungroup_numpy(grouped, whole, out, start, group)
     elif column:
         _ungroup_slices(grouped, whole, out, start, group)

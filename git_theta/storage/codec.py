@@ -155,7 +155,7 @@ class ObjectReader:
             expected = min(self.header["block"], self.size - start)
             data = self._decompress(stored, expected)
             target, at = (out, start) if out is not None else (bytearray(expected), 0)
-            ungroup_bytes(data, expected, target, at, self.header["group"])
+            ungroup_bytes(data, expected, target, at, self.header["group"], self.size)
             return memoryview(target)[at : at + expected]
         if out is None:
             return memoryview(data)
