@@ -118,5 +118,7 @@ def _last_error(stderr: str) -> str:
         if line.strip().lower().startswith(("error", "fatal")) and not line.lower().startswith("errors logged")
     ]
     if not lines:
-        return "git-lfs could not download them"
-    return "git-lfs: " + lines[-1].rsplit("): ", 1)[-1]
+        return "git-lfs could not download them (git lfs logs last shows why)"
+    gist = "git-lfs: " + lines[-1].rsplit("): ", 1)[-1]
+    # git lfs fetch sums up a missing or corrupt object on the server in this one line; its log has the details.
+    return gist + (" (git lfs logs last shows why)" if "failed to fetch some objects" in gist else "")
