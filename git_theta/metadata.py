@@ -19,8 +19,7 @@ exactly the tensors that changed. ``format`` holds what the checkpoint plugin ne
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from git_theta.dtypes import ITEMSIZE
 from git_theta.dtypes import nbytes as dtype_nbytes
@@ -34,8 +33,7 @@ class MetadataError(GitThetaError):
     """A metadata file cannot be parsed or is from an unsupported version."""
 
 
-@dataclass(frozen=True)
-class TensorEntry:
+class TensorEntry(NamedTuple):
     """One tensor: what it is, the hash of its exact bytes, and the LFS object that holds them."""
 
     dtype: str
@@ -79,13 +77,29 @@ class TensorEntry:
         return entry
 
 
-@dataclass
 class CheckpointMetadata:
     """Everything Git stores about one checkpoint file."""
 
-    checkpoint_type: str
-    tensors: dict[str, TensorEntry] = field(default_factory=dict)
-    format: dict[str, Any] = field(default_factory=dict)
+    # A plain class rather than a dataclass: importing dataclasses costs every checkout ~10 ms.
+    __slots__ = ("checkpoint_type", "tensors", "format")
+
+    def __init__(
+        self,
+        checkpoint_type: str,
+        tensors: dict[str, TensorEntry] | None = None,
+        format: dict[str, Any] | None = None,
+    ) -> None:
+        self.checkpoint_type = checkpoint_type
+        self.tensors = tensors if tensors is not None else {}
+        self.format = format if format is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CheckpointMetadata):
+            return NotImplemented
+        return (self.checkpoint_type, self.tensors, self.format) == (other.checkpoint_type, other.tensors, other.format)
+
+    def __repr__(self) -> str:
+        return f"CheckpointMetadata({self.checkpoint_type!r}, {len(self.tensors)} tensors)"
 
     def dumps(self) -> bytes:
         """Serialize to the canonical text form (deterministic: same checkpoint, same bytes)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, NamedTuple
 
 from git_theta.errors import GitThetaError
 
@@ -15,8 +14,7 @@ class CheckpointError(GitThetaError):
     """A checkpoint is corrupt, truncated, or not in a format git-theta can read."""
 
 
-@dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(NamedTuple):
     """What a tensor is, without its bytes."""
 
     name: str
@@ -24,8 +22,7 @@ class TensorSpec:
     shape: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Tensor:
+class Tensor(NamedTuple):
     """A tensor and its exact bytes (C order, little-endian)."""
 
     spec: TensorSpec

@@ -13,12 +13,12 @@ from git_theta.git.hooks import ensure_hooks
 
 def filter_process() -> None:
     """Serve git's long-running filter protocol (``filter.theta.process``)."""
-    ensure_hooks()  # a clone gets its pre-push hook here, before anyone can push from it
     context = FilterContext.for_repository()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer, context)
     finally:
         context.close()
+    ensure_hooks()  # a clone gets its pre-push hook here (once git is served), before anyone can push from it
 
 
 def clean(path: str = "") -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 
 from git_theta.errors import GitThetaError
@@ -94,6 +93,8 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
 
 def _pointer_commit(objects: dict[str, int]) -> str:
     """Write a commit whose tree holds one Git LFS pointer file per object; return its id."""
+    import tempfile  # only when downloading
+
     with tempfile.TemporaryDirectory(prefix="git-theta-fetch-") as directory:
         paths = []
         for oid, size in objects.items():

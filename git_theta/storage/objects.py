@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -91,7 +90,7 @@ class LfsObjectStore:
         """Store a small object given whole; return ``(oid, size)``."""
         oid = hashlib.sha256(data).hexdigest()
         if not self.has(oid):
-            fd, name = tempfile.mkstemp(dir=self.directory(self.root / "tmp"), prefix="theta-")
+            fd, name = _mkstemp(dir=self.directory(self.root / "tmp"), prefix="theta-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             self.install(Path(name), oid)
@@ -120,7 +119,7 @@ class _LfsObjectWriter:
 
     def __init__(self, store: LfsObjectStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.directory(store.root / "tmp"), prefix="theta-")
+        fd, name = _mkstemp(dir=store.directory(store.root / "tmp"), prefix="theta-")
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._hash = hashlib.sha256()
@@ -187,3 +186,9 @@ class _MemoryObjectWriter:
 
     def abort(self) -> None:
         self._buffer = io.BytesIO()
+
+
+def _mkstemp(dir: Path, prefix: str) -> tuple[int, str]:
+    import tempfile  # only when writing: a checkout does not pay for its import
+
+    return tempfile.mkstemp(dir=dir, prefix=prefix)
