@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
-from git_theta.errors import report
+from git_theta.errors import GitThetaError, report
 from git_theta.filters.clean import clean
 from git_theta.filters.context import FilterContext
 from git_theta.filters.smudge import smudge
@@ -44,7 +44,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
         except EOFError:
             raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
-            report(exc)
+            report(_about(path, exc))
             try:
                 content.drain()
             except EOFError:
@@ -81,3 +81,15 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
         return
     stdout.write(FLUSH)
     write_text_list(stdout, [])
+
+
+def _about(path: str, exc: Exception) -> Exception:
+    """Name the file in errors that come from the system (a full disk, a permission), with what to do."""
+    if isinstance(exc, OSError) and not isinstance(exc, GitThetaError):
+        error = GitThetaError(
+            f"{path}: {exc.strerror or exc} ({exc.filename or 'writing'}); free some disk space or fix the "
+            "permissions, then run the git command again"
+        )
+        error.__cause__ = exc
+        return error
+    return exc

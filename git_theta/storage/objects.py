@@ -91,8 +91,12 @@ class LfsObjectStore:
         oid = hashlib.sha256(data).hexdigest()
         if not self.has(oid):
             fd, name = _mkstemp(dir=self.directory(self.root / "tmp"), prefix="theta-")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            except BaseException:
+                Path(name).unlink(missing_ok=True)  # a full disk must not leave half-written files behind
+                raise
             self.install(Path(name), oid)
         return oid, len(data)
 

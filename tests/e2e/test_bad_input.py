@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,23 @@ def test_unknown_checkpoint_type_lists_the_known_ones(repo: Path) -> None:
     assert theta_errors(result.stderr) == [
         "git-theta: error: unknown checkpoints plugin 'nope' (available: npz, safetensors, torch)"
     ]
+
+
+def test_a_full_disk_fails_the_add_cleanly_and_a_retry_works(repo: Path) -> None:
+    save_safetensors(repo / "model.safetensors", random_model(width=256))
+    index_before = git("ls-files", "-s", cwd=repo).stdout
+    # ulimit -f makes every write past 64 KiB fail (EFBIG), as a full disk would (ENOSPC).
+    limited = subprocess.run(["bash", "-c", "ulimit -f 64 && git add model.safetensors"], cwd=repo, capture_output=True)
+    assert limited.returncode != 0
+    errors = theta_errors(limited.stderr)
+    assert len(errors) == 1 and "model.safetensors: File too large" in errors[0], limited.stderr.decode()
+    assert "free some disk space" in errors[0]
+    assert b"Traceback" not in limited.stderr
+    assert git("ls-files", "-s", cwd=repo).stdout == index_before
+    assert list((repo / ".git" / "lfs" / "tmp").glob("*")) == []  # no half-written object left behind
+
+    git("add", "model.safetensors", cwd=repo)
+    git("commit", "-q", "-m", "after the disk was freed", cwd=repo)
+    (repo / "model.safetensors").unlink()
+    git("checkout", "--", "model.safetensors", cwd=repo)
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
