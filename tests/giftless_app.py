@@ -35,12 +35,47 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
+def dying_mid_transfer(app: Any, after: int) -> Any:
+    """Wrap ``app`` so that the server process dies once ``after`` bytes of object data have gone either way.
+
+    A server that crashes in the middle of an upload or a download, as in ``THETA_DIE_AFTER_BYTES``.
+    """
+    moved = 0
+
+    def count(size: int) -> None:
+        nonlocal moved
+        moved += size
+        if moved >= after:
+            os._exit(17)
+
+    def wrapped(environ: dict, start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") == "PUT":
+            body = environ["wsgi.input"]
+            data = body.read(int(environ.get("CONTENT_LENGTH") or 0) // 2)
+            count(max(len(data), after))  # half of the upload arrived, then the server is gone
+        result = app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "GET" or "/objects/storage/" not in environ.get("PATH_INFO", ""):
+            return result
+
+        def chunks() -> Any:
+            for chunk in result:
+                yield chunk[: max(1, len(chunk) // 2)]
+                count(len(chunk))
+                yield chunk[max(1, len(chunk) // 2) :]
+
+        return chunks()
+
+    return wrapped
+
+
 def main(fd: int) -> None:
     """Serve giftless on the inherited listening socket ``fd`` until terminated or orphaned."""
     from giftless.wsgi_entrypoint import app
     from waitress import serve
 
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    if os.environ.get("THETA_DIE_AFTER_BYTES"):
+        app = dying_mid_transfer(app, int(os.environ["THETA_DIE_AFTER_BYTES"]))
     serve(app, sockets=[socket.socket(fileno=fd)], threads=4)
 
 

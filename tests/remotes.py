@@ -59,6 +59,7 @@ class LfsServer:
         self.storage.mkdir(parents=True, exist_ok=True)
         self.port = 0  # chosen by the system at the first start, kept across restarts
         self._process: subprocess.Popen[bytes] | None = None
+        self._die_after = 0
         self._log = workdir / "server.log"
 
     @property
@@ -66,8 +67,12 @@ class LfsServer:
         """The server's base URL."""
         return f"http://{HOST}:{self.port}"
 
-    def start(self) -> None:
-        """Start the server (on the same port as before, if it ran before) and wait until it answers."""
+    def start(self, die_after_bytes: int = 0) -> None:
+        """Start the server (on the same port as before, if it ran before) and wait until it answers.
+
+        With ``die_after_bytes``, the server process dies in the middle of the transfer that reaches that many bytes.
+        """
+        self._die_after = die_after_bytes
         assert self._process is None, "the server is already running"
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -100,6 +105,8 @@ class LfsServer:
             "PYTHONPATH": str(ROOT),  # for tests.giftless_app
             "GIFTLESS_CONFIG_STR": json.dumps(self._config()),  # YAML is a superset of JSON
         }
+        if self._die_after:
+            env["THETA_DIE_AFTER_BYTES"] = str(self._die_after)
         with open(self._log, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "tests.giftless_app", str(fd)], pass_fds=[fd],

@@ -64,3 +64,46 @@ def test_corrupt_object_on_the_server_fails_the_clone_cleanly_until_repaired(
     git("reset", "-q", "--hard", "HEAD", cwd=clone)
     assert (clone / "model.safetensors").read_bytes() == original
     assert git("status", "--porcelain", cwd=clone).stdout == b""
+
+
+def test_server_dying_mid_upload_fails_the_push_and_a_retry_succeeds(repo: Path, own_http_remote: HttpRemote) -> None:
+    own_http_remote.add_to(repo)
+    commit_model(repo)
+    server = own_http_remote.server
+    server.stop()
+    server.start(die_after_bytes=1)  # the server process dies halfway through the first upload
+
+    failed = git("push", "origin", "main", cwd=repo, check=False)
+    assert failed.returncode != 0
+    [message] = error_lines(failed.stderr)
+    assert "uploading" in message and "failed" in message
+    assert git("ls-remote", str(own_http_remote.path), cwd=repo).stdout == b""  # the refs did not move
+
+    server.stop()
+    server.start()
+    git("push", "-q", "origin", "main", cwd=repo)
+    assert own_http_remote.objects() == lfs_objects(repo)
+
+
+def test_server_dying_mid_download_leaves_no_checkpoint_and_a_retry_succeeds(
+    repo: Path, own_http_remote: HttpRemote, tmp_path: Path
+) -> None:
+    own_http_remote.add_to(repo)
+    original = commit_model(repo)
+    git("push", "-q", "origin", "main", cwd=repo)
+    server = own_http_remote.server
+    server.stop()
+    server.start(die_after_bytes=1)  # the server process dies halfway through the first download
+
+    clone = tmp_path / "clone"
+    failed = own_http_remote.clone(clone, check=False)
+    assert failed.returncode != 0
+    [message] = error_lines(failed.stderr)
+    assert "model.safetensors" in message and "could not be downloaded" in message
+    assert not (clone / "model.safetensors").exists()  # never a half-written checkpoint
+
+    server.stop()
+    server.start()
+    git("reset", "-q", "--hard", "HEAD", cwd=clone)
+    assert (clone / "model.safetensors").read_bytes() == original
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
