@@ -9,7 +9,7 @@ import click
 
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
-from git_theta.git.repo import lfs_storage, toplevel
+from git_theta.git.repo import LAZY_KEY, lfs_storage, toplevel
 from git_theta.git.runner import run, split_z
 from git_theta.metadata import MAGIC, CheckpointMetadata
 from git_theta.storage.lfs_transfer import fetch_objects
@@ -19,7 +19,7 @@ from git_theta.storage.objects import LfsObjectStore
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def pull(paths: tuple[str, ...]) -> None:
-    """Materialise checkpoints left as metadata (by GIT_LFS_SKIP_SMUDGE=1): download their objects, check them out."""
+    """Materialise checkpoints left as metadata (theta.lazy, GIT_LFS_SKIP_SMUDGE=1): download and check them out."""
     root = toplevel()
     tracked = tracked_by_theta(split_z(run("ls-files", "-z", "--full-name", "--", *paths).stdout), cwd=str(root))
     lazy = {path: metadata for path in tracked if (metadata := _metadata_in_worktree(root / path)) is not None}
@@ -45,7 +45,7 @@ def _check_out(root: Path, path: str) -> None:
     aside = target.with_name(target.name + ".theta-pull")
     os.replace(target, aside)
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
-    result = run("checkout", "--", path, cwd=str(root), env=env, check=False)
+    result = run("-c", f"{LAZY_KEY}=false", "checkout", "--", path, cwd=str(root), env=env, check=False)
     if result.returncode != 0 or not target.exists():
         target.unlink(missing_ok=True)
         os.replace(aside, target)

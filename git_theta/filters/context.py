@@ -10,7 +10,7 @@ from functools import partial
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
-from git_theta.git.repo import lfs_storage
+from git_theta.git.repo import filter_settings
 from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 from git_theta.pipeline import workers
 from git_theta.storage.codec import DEFAULT_LEVEL
@@ -35,7 +35,7 @@ class FilterContext:
         self.level = level
         #: Downloads missing objects (oid -> size); raises TransferError naming those it could not get.
         self.fetch = fetch
-        #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs): check out metadata only, without the weights.
+        #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs) or ``theta.lazy``: check out metadata only, without weights.
         self.skip_smudge = os.environ.get("GIT_LFS_SKIP_SMUDGE", "") not in ("", "0")
         #: git diff, log or show: smudged files only feed our diff driver and textconv.
         self.display_only = False
@@ -48,9 +48,11 @@ class FilterContext:
     @classmethod
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
-        store = LfsObjectStore(lfs_storage())
+        root, lazy = filter_settings()
+        store = LfsObjectStore(root)
         context = cls(store, BlobReader(), partial(fetch_objects, store=store))
         context.display_only = only_displaying()
+        context.skip_smudge = context.skip_smudge or lazy
         return context
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:

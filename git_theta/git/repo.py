@@ -25,15 +25,27 @@ def toplevel(cwd: str | None = None) -> Path:
         raise UsageError("not inside a git working tree; run this in one") from None
 
 
+#: ``git config theta.lazy true``: check checkpoints out as metadata only, until ``git theta pull``.
+LAZY_KEY = "theta.lazy"
+
+
 def lfs_storage(cwd: str | None = None) -> Path:
     """Return Git LFS's local storage directory, honouring ``lfs.storage`` as git-lfs does."""
+    return filter_settings(cwd)[0]
+
+
+def filter_settings(cwd: str | None = None) -> tuple[Path, bool]:
+    """Return the LFS storage directory and whether checkouts are lazy (``theta.lazy``), with one config read."""
     git_dir = common_dir(cwd)
-    configured = run("config", "--get", "lfs.storage", cwd=cwd, check=False).stdout.decode().strip()
+    listing = run("config", "-z", "--get-regexp", r"^(lfs\.storage|theta\.lazy)$", cwd=cwd, check=False).stdout
+    settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
+    lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
+    configured = settings.get("lfs.storage", "").strip()
     if not configured:
-        return git_dir / "lfs"
+        return git_dir / "lfs", lazy
     # git-lfs resolves a relative lfs.storage against the git directory.
     path = Path(os.path.expanduser(configured))
-    return path if path.is_absolute() else git_dir / path
+    return (path if path.is_absolute() else git_dir / path), lazy
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

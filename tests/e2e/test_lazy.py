@@ -80,3 +80,23 @@ def test_theta_diff_in_a_lazy_clone_downloads_only_the_changed_tensors(repo: Pat
     out = theta("diff", "HEAD~1", "HEAD", cwd=clone).stdout.decode()
     assert "layer0.bias" in out
     assert len(lfs_objects(clone)) == 2  # the old and the new value of the one changed tensor
+
+
+def test_theta_lazy_setting_keeps_checkouts_metadata_only_until_pulled(repo: Path, tmp_path: Path) -> None:
+    remote, _ = pushed_repo(repo, tmp_path)
+    git("checkout", "-q", "-b", "other", cwd=repo)
+    save_safetensors(repo / "a.safetensors", random_model(seed=5))
+    git("commit", "-q", "-am", "other weights", cwd=repo)
+    git("push", "-q", "origin", "other", cwd=repo)
+
+    clone = tmp_path / "clone"
+    git("clone", "-q", "-c", "theta.lazy=true", str(remote), str(clone), cwd=tmp_path)
+    git("checkout", "-q", "other", cwd=clone)
+    assert (clone / "a.safetensors").read_bytes().startswith(b"{") and lfs_objects(clone) == set()
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
+
+    theta("pull", "a.safetensors", cwd=clone)
+    assert (clone / "a.safetensors").read_bytes() == (repo / "a.safetensors").read_bytes()
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
+    git("checkout", "-q", "main", cwd=clone)
+    assert (clone / "models" / "b.safetensors").read_bytes().startswith(b"{")  # still lazy
