@@ -210,3 +210,16 @@ def test_a_clone_gets_the_pre_push_hook_and_its_new_models_reach_the_remote(repo
     fresh = tmp_path / "fresh"
     git("clone", "-q", str(remote), str(fresh), cwd=tmp_path)
     assert (fresh / "new.safetensors").read_bytes() == (clone / "new.safetensors").read_bytes()
+
+
+def test_clone_from_a_file_url(repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", remote.as_uri(), cwd=repo)
+    save_safetensors(repo / "model.safetensors", random_model(seed=3))
+    commit_all(repo, "base")
+    git("push", "-q", "origin", "main", cwd=repo)
+    clone = tmp_path / "clone"
+    git("clone", "-q", remote.as_uri(), str(clone), cwd=tmp_path)
+    assert (clone / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
