@@ -190,3 +190,26 @@ def test_checkout_after_a_clone_without_checkout_downloads(repo: Path, remote: R
     remote.clone(clone, "--no-checkout")
     git("checkout", "-q", "main", cwd=clone)
     assert (clone / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+
+
+def test_fetch_and_pull_download_only_what_the_new_checkout_needs(repo: Path, remote: Remote, tmp_path: Path) -> None:
+    remote.add_to(repo)
+    model = random_model(seed=4)
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "base")
+    git("push", "-q", "origin", "main", cwd=repo)
+    clone = tmp_path / "clone"
+    remote.clone(clone)
+    before = lfs_objects(clone)
+
+    model["layer1.weight"] = model["layer1.weight"] * 2
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "double one weight")
+    git("push", "-q", "origin", "main", cwd=repo)
+
+    git("fetch", "-q", "origin", cwd=clone)
+    assert lfs_objects(clone) == before  # fetching commits downloads no weights
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=clone)
+    assert (clone / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+    assert len(lfs_objects(clone) - before) == 1  # only the changed tensor
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
