@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from git_theta.metadata import TensorEntry
-from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
+from git_theta.storage.tensors import read_tensor, tensor_label
 
 Fetch = Callable[[dict[str, int]], None]
 
@@ -36,9 +36,7 @@ class ObjectReader:
         """Return the exact bytes of one tensor, checked against its metadata entry."""
         if not self.store.has(entry.oid):
             self.require([entry])
-        with self.store.open(entry.oid) as stream:
-            label = f"{entry.oid[:12]} (tensor {name!r} of {path})"
-            return decode(stream, entry.hash, entry.nbytes, entry.stored, label)
+        return read_tensor(self.store, entry, tensor_label(path, name, entry))
 
     def require(self, entries: Iterable[TensorEntry]) -> None:
         """Download, in one batch, the objects of ``entries`` that are not stored locally."""

@@ -11,11 +11,11 @@ from git_theta.checkpoints.detect import load
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import frame_executor, ordered_map
-from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
 from git_theta.storage.streaming import stream_tensors
+from git_theta.storage.tensors import read_tensor, tensor_label
 
 Writer = Callable[[BinaryIO], None]
 
@@ -43,7 +43,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
 
     def write(out: BinaryIO) -> None:
         if plugin.accepts_chunks:
-            labelled = [(_label(path, name, entry), entry) for _, name, entry in items]
+            labelled = [(tensor_label(path, name, entry), entry) for _, name, entry in items]
             tensors = stream_tensors(context.store, labelled, frame_executor())
         else:
             load_one = partial(load_tensor, context.store)
@@ -56,14 +56,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
 def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memoryview:
     """Return a tensor's exact bytes from its object, checked against what the metadata says."""
     path, name, entry = item
-    with store.open(entry.oid) as stream:
-        return decode(
-            stream, entry.hash, entry.nbytes, entry.stored, _label(path, name, entry), executor=frame_executor()
-        )
-
-
-def _label(path: str, name: str, entry: TensorEntry) -> str:
-    return f"{entry.oid[:12]} (tensor {name!r} of {path})"
+    return read_tensor(store, entry, tensor_label(path, name, entry), frame_executor())
 
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
