@@ -26,6 +26,10 @@ from git_theta.dtypes import nbytes as dtype_nbytes
 from git_theta.errors import GitThetaError
 
 VERSION = 1
+#: The update type of a tensor stored whole.
+DENSE = "dense"
+#: Longest base chain a metadata file may describe (writers keep theirs much shorter: ``theta.maxDeltaDepth``).
+MAX_CHAIN = 64
 MAGIC = b'{\n  "git_theta_metadata": '
 
 
@@ -33,8 +37,24 @@ class MetadataError(GitThetaError):
     """A metadata file cannot be parsed or is from an unsupported version."""
 
 
+class BaseLink(NamedTuple):
+    """One step of a chain of bases: a previous value of a tensor, named by content, and how it is stored."""
+
+    hash: str
+    oid: str
+    stored: int
+    update: str
+
+    def to_json(self) -> list[Any]:
+        return [self.hash, self.oid, self.stored, self.update]
+
+
 class TensorEntry(NamedTuple):
-    """One tensor: what it is, the hash of its exact bytes, and the LFS object that holds them."""
+    """One tensor: what it is, the hash of its exact bytes, and the LFS object that holds them.
+
+    A tensor stored as an update (``update`` other than ``dense``) also lists its ``base`` chain: the tensor values
+    its object applies to, nearest first, down to one stored whole. They are named by content, never by commit.
+    """
 
     dtype: str
     shape: tuple[int, ...]
@@ -42,10 +62,12 @@ class TensorEntry(NamedTuple):
     hash: str
     oid: str
     stored: int
+    update: str = DENSE
+    base: tuple[BaseLink, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of this entry."""
-        return {
+        data: dict[str, Any] = {
             "dtype": self.dtype,
             "shape": list(self.shape),
             "nbytes": self.nbytes,
@@ -53,6 +75,26 @@ class TensorEntry(NamedTuple):
             "oid": self.oid,
             "stored": self.stored,
         }
+        if self.update != DENSE:
+            data["update"] = self.update
+            data["base"] = [link.to_json() for link in self.base]
+        return data
+
+    @property
+    def link(self) -> BaseLink:
+        """This tensor as the base of another."""
+        return BaseLink(self.hash, self.oid, self.stored, self.update)
+
+    def base_entry(self) -> TensorEntry:
+        """The entry of the value this update applies to (same dtype and shape)."""
+        first, *rest = self.base
+        return self._replace(hash=first.hash, oid=first.oid, stored=first.stored, update=first.update, base=tuple(rest))
+
+    def objects(self) -> dict[str, int]:
+        """Every object (oid -> stored size) needed to rebuild this tensor: its own and its bases'."""
+        needed = {self.oid: self.stored}
+        needed.update((link.oid, link.stored) for link in self.base)
+        return needed
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any]) -> TensorEntry:
@@ -65,6 +107,8 @@ class TensorEntry(NamedTuple):
                 hash=str(data["hash"]),
                 oid=str(data["oid"]),
                 stored=int(data["stored"]),
+                update=str(data.get("update", DENSE)),
+                base=tuple(_link(item) for item in data.get("base", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
@@ -72,9 +116,18 @@ class TensorEntry(NamedTuple):
             raise MetadataError(f"tensor {name!r} has dtype {entry.dtype!r}, unknown to this git-theta; upgrade it")
         if any(dim < 0 for dim in entry.shape) or entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
             raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
-        if not _is_sha256(entry.oid) or not entry.hash.startswith("sha256:") or not _is_sha256(entry.hash[7:]):
+        links = [entry.link, *entry.base]
+        if not all(_is_sha256(link.oid) and _is_hash(link.hash) and link.stored >= 0 for link in links):
             raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
+        chain_ok = all(link.update != DENSE for link in links[:-1]) and links[-1].update == DENSE
+        if not chain_ok or len(entry.base) > MAX_CHAIN:
+            raise MetadataError(f"tensor {name!r} has a malformed base chain")
         return entry
+
+
+def _link(item: Any) -> BaseLink:
+    hash_, oid, stored, update = item
+    return BaseLink(str(hash_), str(oid), int(stored), str(update))
 
 
 class CheckpointMetadata:
@@ -151,6 +204,10 @@ class CheckpointMetadata:
 def is_metadata(data: bytes) -> bool:
     """Tell whether ``data`` looks like a git-theta metadata file (cheap prefix test)."""
     return data.startswith(MAGIC)
+
+
+def _is_hash(text: str) -> bool:
+    return text.startswith("sha256:") and _is_sha256(text[7:])
 
 
 def _is_sha256(text: str) -> bool:

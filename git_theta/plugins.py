@@ -26,6 +26,13 @@ BUILTIN: dict[str, dict[str, str]] = {
         "torch": "git_theta.checkpoints.torch:TorchCheckpoint",
         "npz": "git_theta.checkpoints.numpy:NpzCheckpoint",
     },
+    UPDATES: {
+        "dense": "git_theta.updates.dense:DenseUpdate",
+        "delta": "git_theta.updates.delta:DeltaUpdate",
+        "sparse": "git_theta.updates.sparse:SparseUpdate",
+        "low-rank": "git_theta.updates.low_rank:LowRankUpdate",
+        "ia3": "git_theta.updates.ia3:Ia3Update",
+    },
 }
 
 

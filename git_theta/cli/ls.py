@@ -11,7 +11,7 @@ from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import resolve_tree
 from git_theta.git.runner import run, split_z
-from git_theta.metadata import CheckpointMetadata, is_metadata
+from git_theta.metadata import DENSE, CheckpointMetadata, is_metadata
 
 
 @click.command()
@@ -68,10 +68,11 @@ def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) ->
     if not tensors or not metadata.tensors:
         return
     width = max(len(name) for name in metadata.tensors)
-    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}")
+    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}  update")
     for name, entry in metadata.tensors.items():
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
-        click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}")
+        update = entry.update if entry.update == DENSE else f"{entry.update} (depth {len(entry.base)})"
+        click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}  {update}")
 
 
 def _size(count: int) -> str:

@@ -34,7 +34,7 @@ class ObjectReader:
 
     def load(self, path: str, name: str, entry: TensorEntry) -> memoryview:
         """Return the exact bytes of one tensor, checked against its metadata entry."""
-        if not self.store.has(entry.oid):
+        if not all(self.store.has(oid) for oid in entry.objects()):
             self.require([entry])
         return read_tensor(self.store, entry, tensor_label(path, name, entry))
 
@@ -44,7 +44,7 @@ class ObjectReader:
             self._require(entries)
 
     def _require(self, entries: Iterable[TensorEntry]) -> None:
-        objects = {entry.oid: entry.stored for entry in entries}
+        objects = {oid: size for entry in entries for oid, size in entry.objects().items()}
         missing, reason = download_missing(self.store, objects, self._fetch)
         if missing:
             raise ObjectError(

@@ -9,14 +9,12 @@ from typing import BinaryIO
 
 from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.detect import detect
-from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
-from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import frame_executor, ordered_map
-from git_theta.storage.codec import MemorySink, encode
+from git_theta.filters.represent import cheapest
+from git_theta.metadata import DENSE, CheckpointMetadata, MetadataError, TensorEntry, is_metadata
+from git_theta.pipeline import ordered_map
 
 HEAD_SIZE = 4096
-SMALL_OBJECT = 1 << 20
 
 
 def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
@@ -30,6 +28,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     previous = context.previous_metadata(path)
     if previous is not None:
         context.remember(previous)
+    context.remember_neighbours(path)
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
@@ -45,30 +44,22 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
 
 
 def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
-    """Hash a tensor's exact bytes and store them as an object unless an identical tensor is already stored."""
+    """Hash a tensor's exact bytes and store them, unless an identical tensor is already stored.
+
+    A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value.
+    """
     spec = tensor.spec
     data = memoryview(tensor.data).cast("B")
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     known = context.known.get(digest)
-    if known is None:
-        known = _store_object(context, data, digest, itemsize(spec.dtype))
-        context.known[digest] = known
-    oid, stored = known
-    return spec, TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
-
-
-def _store_object(context: FilterContext, data: memoryview, digest: str, group: int) -> tuple[str, int]:
-    if len(data) <= SMALL_OBJECT:  # encoded in memory and written once: cheap for thousands of tiny tensors
-        sink = MemorySink()
-        encode(data, digest, group, sink, context.level)
-        return context.store.put(sink.getvalue())
-    writer = context.store.writer()
-    try:
-        encode(data, digest, group, writer, context.level, frame_executor())
-        return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    if known is not None and (known.dtype, known.shape) == (spec.dtype, spec.shape):
+        return spec, known
+    if known is not None and known.update == DENSE:  # the same bytes under another dtype or shape
+        entry = known._replace(dtype=spec.dtype, shape=spec.shape)
+    else:
+        entry = cheapest(context, spec, data, digest, context.previous.get(spec.name))
+    context.known[digest] = entry
+    return spec, entry
 
 
 def _pass_through_metadata(data: bytes, path: str) -> bytes:

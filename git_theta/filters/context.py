@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import partial
 
-from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
+from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
-from git_theta.git.repo import filter_settings
-from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
+from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
+from git_theta.git.runner import GitError
+from git_theta.git.trees import index_blobs, tree_blobs
+from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import workers
 from git_theta.storage.codec import DEFAULT_LEVEL
 from git_theta.storage.lfs_transfer import fetch_objects
@@ -30,9 +34,12 @@ class FilterContext:
         blobs: BlobReader | None = None,
         fetch: Callable[[dict[str, int]], None] | None = None,
         level: int = DEFAULT_LEVEL,
+        max_delta_depth: int = DEFAULT_DEPTH,
     ) -> None:
         self.store = store
         self.level = level
+        #: Updates that may stack on a tensor before it is stored whole again (``theta.maxDeltaDepth``).
+        self.max_delta_depth = max_delta_depth
         #: Downloads missing objects (oid -> size); raises TransferError naming those it could not get.
         self.fetch = fetch
         #: ``GIT_LFS_SKIP_SMUDGE=1`` (as for git-lfs) or ``theta.lazy``: check out metadata only, without weights.
@@ -41,18 +48,23 @@ class FilterContext:
         self.display_only = False
         self.executor = ThreadPoolExecutor(workers())
         self.window = workers() + 1
-        #: Tensor hash -> (oid, stored size) of tensors already stored; filled as we go.
-        self.known: dict[str, tuple[str, int]] = {}
+        #: Tensor hash -> how a tensor with exactly those bytes is already stored; filled as we go.
+        self.known: dict[str, TensorEntry] = {}
+        #: Tensor name -> its previous value, for storing a changed tensor as an update of it.
+        self.previous: dict[str, TensorEntry] = {}
         self._blobs = blobs
+        self._directories_seen: set[str] = set()
 
     @classmethod
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
-        root, lazy = filter_settings()
-        store = LfsObjectStore(root)
-        context = cls(store, BlobReader(), partial(fetch_objects, store=store))
+        settings = filter_settings()
+        store = LfsObjectStore(settings.storage)
+        context = cls(
+            store, BlobReader(), partial(fetch_objects, store=store), max_delta_depth=settings.max_delta_depth
+        )
         context.display_only = only_displaying()
-        context.skip_smudge = context.skip_smudge or lazy
+        context.skip_smudge = context.skip_smudge or settings.lazy
         return context
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:
@@ -69,9 +81,31 @@ class FilterContext:
         return None
 
     def remember(self, metadata: CheckpointMetadata) -> None:
-        """Record the objects of ``metadata`` so that unchanged tensors are not encoded again."""
-        for entry in metadata.tensors.values():
-            self.known.setdefault(entry.hash, (entry.oid, entry.stored))
+        """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates."""
+        for name, entry in metadata.tensors.items():
+            self.known.setdefault(entry.hash, entry)
+            self.previous.setdefault(name, entry)
+
+    def remember_neighbours(self, path: str) -> None:
+        """Remember the checkpoints tracked beside ``path`` (in the index and HEAD), once per directory.
+
+        A tensor that moved to another file of the directory, as when a sharded checkpoint is re-sharded, is then
+        recognised and not stored again.
+        """
+        directory = posixpath.dirname(path)
+        if self._blobs is None or directory in self._directories_seen:
+            return
+        self._directories_seen.add(directory)
+        pattern = [f":(top,glob){directory}/*" if directory else ":(top,glob)*"]
+        blobs = index_blobs(pattern, ".")
+        with suppress(GitError):  # no HEAD yet
+            blobs = {**tree_blobs("HEAD", pattern, "."), **blobs}
+        blobs.pop(path, None)
+        for neighbour in tracked_by_theta(sorted(blobs)):
+            data = self._blobs.read(blobs[neighbour])
+            if data is not None and is_metadata(data):
+                with suppress(MetadataError):
+                    self.remember(CheckpointMetadata.loads(data))
 
     def explicit_checkpoint_type(self, path: str) -> str | None:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""

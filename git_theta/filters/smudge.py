@@ -61,7 +61,7 @@ def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memor
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
     """Download the objects that are not stored locally; fail before writing anything if some cannot be had."""
-    objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}
+    objects = {oid: size for entry in metadata.tensors.values() for oid, size in entry.objects().items()}
     missing, reason = download_missing(context.store, objects, context.fetch)
     if missing:
         raise ObjectError(

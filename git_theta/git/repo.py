@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from git_theta.errors import UsageError
 from git_theta.git.runner import GitError, output, run
@@ -27,25 +28,40 @@ def toplevel(cwd: str | None = None) -> Path:
 
 #: ``git config theta.lazy true``: check checkpoints out as metadata only, until ``git theta pull``.
 LAZY_KEY = "theta.lazy"
+#: ``git config theta.maxDeltaDepth N``: how many updates may stack on a tensor before it is stored whole again.
+DEPTH_KEY = "theta.maxDeltaDepth"
+DEFAULT_DEPTH = 4
+
+
+class FilterSettings(NamedTuple):
+    """The configuration the filters read once per git command."""
+
+    storage: Path
+    lazy: bool
+    max_delta_depth: int
 
 
 def lfs_storage(cwd: str | None = None) -> Path:
     """Return Git LFS's local storage directory, honouring ``lfs.storage`` as git-lfs does."""
-    return filter_settings(cwd)[0]
+    return filter_settings(cwd).storage
 
 
-def filter_settings(cwd: str | None = None) -> tuple[Path, bool]:
-    """Return the LFS storage directory and whether checkouts are lazy (``theta.lazy``), with one config read."""
+def filter_settings(cwd: str | None = None) -> FilterSettings:
+    """Return the LFS storage directory, ``theta.lazy`` and ``theta.maxDeltaDepth``, with one config read."""
     git_dir = common_dir(cwd)
-    listing = run("config", "-z", "--get-regexp", r"^(lfs\.storage|theta\.lazy)$", cwd=cwd, check=False).stdout
+    pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
+    listing = run("config", "-z", "--get-regexp", pattern, cwd=cwd, check=False).stdout
     settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
     lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
+    depth = settings.get(DEPTH_KEY.lower(), str(DEFAULT_DEPTH)).strip()
+    if not depth.isdigit():
+        raise UsageError(f"{DEPTH_KEY} must be a whole number (0 stores every changed tensor whole), not {depth!r}")
     configured = settings.get("lfs.storage", "").strip()
-    if not configured:
-        return git_dir / "lfs", lazy
-    # git-lfs resolves a relative lfs.storage against the git directory.
-    path = Path(os.path.expanduser(configured))
-    return (path if path.is_absolute() else git_dir / path), lazy
+    storage = git_dir / "lfs"
+    if configured:  # git-lfs resolves a relative lfs.storage against the git directory
+        path = Path(os.path.expanduser(configured))
+        storage = path if path.is_absolute() else git_dir / path
+    return FilterSettings(storage, lazy, int(depth))
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

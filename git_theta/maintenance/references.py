@@ -47,6 +47,9 @@ def referenced_objects(revisions: list[str]) -> tuple[dict[str, Usage], list[str
             continue
         for name, entry in metadata.tensors.items():
             usages.setdefault(entry.oid, Usage()).add(path, name, entry)
+            while entry.base:  # the values an update applies to are needed too
+                entry = entry.base_entry()
+                usages.setdefault(entry.oid, Usage()).add(path, name, entry)
     return usages, unreadable
 
 

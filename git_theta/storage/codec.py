@@ -23,10 +23,11 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+from git_theta.dtypes import ITEMSIZE, itemsize, nbytes
 from git_theta.pipeline import ordered_map
 from git_theta.storage.bytegroup import group_bytes, ungroup_bytes
 from git_theta.storage.errors import ObjectError
@@ -41,6 +42,9 @@ PARALLEL_FRAMES = 4
 _MAX_HEADER = 1 << 16
 
 _local = threading.local()
+
+#: One stretch of an object: ``(offset in object, stored length, start in payload, decoded length, byte group)``.
+Block = tuple[int, int, int, int, int]
 
 
 class Sink(Protocol):
@@ -71,21 +75,61 @@ def encode(
 
     With an ``executor``, the blocks of a large tensor are compressed in parallel.
     """
-    if len(raw) >= MIN_COMPRESS:
-        written = _write_header(
-            sink, {"codec": "zstd", "group": group, "block": BLOCK, "size": len(raw), "hash": raw_hash}
-        )
+    return _encode([(raw, group)], {"hash": raw_hash}, {"group": group}, sink, level, executor)
+
+
+def encode_update(
+    parts: list[tuple[str, str, tuple[int, ...], memoryview]],
+    tensor_hash: str,
+    update: dict[str, Any],
+    sink: Sink,
+    level: int = DEFAULT_LEVEL,
+    executor: Executor | None = None,
+) -> str:
+    """Write an update object: named arrays ``(name, dtype, shape, bytes)`` that turn a base tensor into this one.
+
+    ``update`` holds the update type, the hash of the base tensor and the type's parameters; the object's ``hash``
+    is the hash of the tensor it rebuilds, so the result of applying it can be verified.
+    """
+    described = {**update, "parts": [[name, dtype, list(shape)] for name, dtype, shape, _ in parts]}
+    payload = [(data, itemsize(dtype)) for _, dtype, _, data in parts]
+    return _encode(payload, {"hash": tensor_hash, "update": described}, {}, sink, level, executor)
+
+
+def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks: int = 4) -> int:
+    """Estimate the compressed size of ``raw`` by compressing ``blocks`` evenly spaced blocks of it."""
+    count = -(-len(raw) // BLOCK)
+    if count <= blocks:
+        return sum(map(len, _compressed_frames(raw, group, level, None)))
+    starts = [BLOCK * (index * (count - 1) // (blocks - 1)) for index in range(blocks)]
+    sample = sum(len(_compressor(level).compress(group_bytes(raw[at : at + BLOCK], group))) for at in starts)
+    return sample * len(raw) // (BLOCK * blocks)
+
+
+def _encode(
+    parts: list[tuple[memoryview, int]],
+    header: dict[str, Any],
+    zstd_header: dict[str, Any],
+    sink: Sink,
+    level: int,
+    executor: Executor | None,
+) -> str:
+    size = sum(len(data) for data, _ in parts)
+    if size >= MIN_COMPRESS:
+        written = _write_header(sink, {**header, **zstd_header, "codec": "zstd", "block": BLOCK, "size": size})
         sizes = []
-        for frame in _compressed_frames(raw, group, level, executor):
-            sink.write(frame)
-            sizes.append(len(frame))
+        for data, group in parts:
+            for frame in _compressed_frames(data, group, level, executor):
+                sink.write(frame)
+                sizes.append(len(frame))
         table = struct.pack(f"<{len(sizes)}I", *sizes)
         sink.write(table)
-        if written + sum(sizes) + len(table) < len(raw) + 64:
+        if written + sum(sizes) + len(table) < size + 64:
             return "zstd"
         sink.reset()
-    _write_header(sink, {"codec": "raw", "size": len(raw), "hash": raw_hash})
-    sink.write(raw)
+    _write_header(sink, {**header, "codec": "raw", "size": size})
+    for data, _ in parts:
+        sink.write(data)
     return "raw"
 
 
@@ -106,25 +150,35 @@ def decode(
     compared with the tensor's SHA-256. With an ``executor``, the blocks of a large tensor are decoded in parallel.
     """
     reader = ObjectReader(stream, tensor_hash, tensor_size, object_size, label)
-    out = bytearray(tensor_size)
+    return read_payload(reader, full_check=full_check, executor=executor)
+
+
+def read_payload(reader: ObjectReader, *, full_check: bool = False, executor: Executor | None = None) -> memoryview:
+    """Decode all of an opened object's payload; see ``decode``."""
+    out = bytearray(reader.size)
     if executor is None or len(reader.blocks) <= 1:
         for block in reader.blocks:
             reader.read_block(block, out)
     else:
         for _ in ordered_map(executor, lambda block: reader.read_block(block, out), reader.blocks, PARALLEL_FRAMES):
             pass
-    if reader.codec == "raw" or full_check:
+    if reader.update is None and (reader.codec == "raw" or full_check):
         reader.check_hash(hashlib.sha256(out))
     return memoryview(out)
 
 
 class ObjectReader:
-    """An object opened for reading, its header and layout checked; its blocks decode independently, from any thread."""
+    """An object opened for reading, its header and layout checked; its blocks decode independently, from any thread.
+
+    The decoded *payload* is the tensor itself for a dense object, or the update's parts one after the other.
+    """
 
     def __init__(self, stream: BinaryIO, tensor_hash: str, tensor_size: int, object_size: int, label: str) -> None:
-        self.label, self.size, self._stream, self._lock = label, tensor_size, stream, threading.Lock()
+        self.label, self._stream, self._lock = label, stream, threading.Lock()
         self.header = read_header(stream, label)
-        if self.header["hash"] != tensor_hash or self.header["size"] != tensor_size:
+        self.update: dict[str, Any] | None = self.header.get("update")
+        self.size = self.header["size"]
+        if self.header["hash"] != tensor_hash or not _plausible_size(self.size, self.update, tensor_size):
             raise ObjectError(f"object {label} holds a different tensor than the metadata expects")
         actual = stream.seek(0, io.SEEK_END)
         if actual != object_size:
@@ -133,17 +187,27 @@ class ObjectReader:
         self.codec = self.header["codec"]
         payload = 12 + len(_header_bytes(self.header))
         if self.codec == "raw":
-            if object_size - payload != tensor_size:
+            if object_size - payload != self.size:
                 raise ObjectError(f"object {label} is corrupt (its size does not match its header)")
             self.blocks = [
-                (payload + start, min(BLOCK, tensor_size - start), start) for start in range(0, tensor_size, BLOCK)
+                (payload + start, min(BLOCK, self.size - start), start, min(BLOCK, self.size - start), 1)
+                for start in range(0, self.size, BLOCK)
             ]
         else:
-            self.blocks = _frame_table(stream, payload, object_size, tensor_size, self.header["block"], label)
+            self.blocks = _frame_table(stream, payload, object_size, self.header["block"], self.parts(), label)
 
-    def read_block(self, block: tuple[int, int, int], out: bytearray | None = None) -> memoryview:
+    def parts(self) -> list[tuple[str, str, tuple[int, ...], int, int]]:
+        """The payload's parts: ``(name, dtype, shape, nbytes, byte group)``; a dense object has one, unnamed."""
+        if self.update is None:
+            return [("", "", (), self.size, self.header.get("group", 1))]
+        return [
+            (name, dtype, tuple(shape), nbytes(dtype, shape), itemsize(dtype))
+            for name, dtype, shape in self.update["parts"]
+        ]
+
+    def read_block(self, block: Block, out: bytearray | None = None) -> memoryview:
         """Decode one of ``blocks`` into ``out`` at its place in the tensor, or into a new buffer; return the bytes."""
-        offset, length, start = block
+        offset, length, start, expected, group = block
         with self._lock:
             self._stream.seek(offset)
             stored = self._stream.read(length)
@@ -152,10 +216,9 @@ class ObjectReader:
         if self.codec == "raw":
             data = stored
         else:
-            expected = min(self.header["block"], self.size - start)
             data = self._decompress(stored, expected)
             target, at = (out, start) if out is not None else (bytearray(expected), 0)
-            ungroup_bytes(data, expected, target, at, self.header["group"], self.size)
+            ungroup_bytes(data, expected, target, at, group, self.size)
             return memoryview(target)[at : at + expected]
         if out is None:
             return memoryview(data)
@@ -207,15 +270,36 @@ def _valid_header(header: dict) -> bool:
 
     if not is_int(header.get("size"), 0) or not isinstance(header.get("hash"), str):
         return False
+    if "update" in header and not _valid_update(header["update"]):
+        return False
     if header.get("codec") == "raw":
         return True
-    group, block = header.get("group"), header.get("block")
+    # A dense object names its byte group; an update object's parts imply theirs.
+    group, block = header.get("group", 1) if "update" in header else header.get("group"), header.get("block")
     return (
         header.get("codec") == "zstd"
         and is_int(group, 1)
         and is_int(block, 1)
         and block % group == 0
+        and block % 8 == 0
         and block <= 1 << 30
+    )
+
+
+def _valid_update(update: object) -> bool:
+    if not isinstance(update, dict) or not isinstance(update.get("type"), str):
+        return False
+    if not isinstance(update.get("base"), str) or not isinstance(update.get("params", {}), dict):
+        return False
+    parts = update.get("parts")
+    return isinstance(parts, list) and all(
+        isinstance(part, list)
+        and len(part) == 3
+        and isinstance(part[0], str)
+        and part[1] in ITEMSIZE
+        and isinstance(part[2], list)
+        and all(type(dim) is int and dim >= 0 for dim in part[2])
+        for part in parts
     )
 
 
@@ -250,21 +334,34 @@ def _compressed_frames(raw: memoryview, group: int, level: int, executor: Execut
 
 
 def _frame_table(
-    stream: BinaryIO, payload: int, object_size: int, size: int, block: int, label: str
-) -> list[tuple[int, int, int]]:
-    """Return ``(offset in object, compressed size, start in tensor)`` for every frame, from the table at the end."""
-    count = -(-size // block)
+    stream: BinaryIO, payload: int, object_size: int, block: int, parts: list[tuple], label: str
+) -> list[Block]:
+    """Return every frame as a Block, from the table of compressed sizes at the end of the object."""
+    layout = []  # (start in payload, decoded length, byte group) of each frame
+    start = 0
+    for *_, size, group in parts:
+        layout.extend((start + at, min(block, size - at), group) for at in range(0, size, block))
+        start += size
+    count = len(layout)
     table_at = object_size - 4 * count
     stream.seek(table_at)
     table = stream.read(4 * count)
     sizes = struct.unpack(f"<{count}I", table) if len(table) == 4 * count else ()
-    if table_at < payload or sum(sizes) != table_at - payload:
+    if table_at < payload or len(sizes) != count or sum(sizes) != table_at - payload:
         raise ObjectError(f"object {label} is corrupt (its frame table does not match its size)")
     frames, offset = [], payload
-    for index, length in enumerate(sizes):
-        frames.append((offset, length, index * block))
-        offset += length
+    for (at, length, group), stored in zip(layout, sizes, strict=True):
+        frames.append((offset, stored, at, length, group))
+        offset += stored
     return frames
+
+
+def _plausible_size(size: int, update: dict[str, Any] | None, tensor_size: int) -> bool:
+    if update is None:
+        return size == tensor_size
+    # An update's parts are never much larger than the tensor; a header claiming more is corrupt or hostile.
+    described = sum(nbytes(dtype, shape) for _, dtype, shape in update["parts"])
+    return described == size <= 4 * tensor_size + (1 << 20)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:

@@ -10,16 +10,17 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
 
-from git_theta.metadata import TensorEntry
+from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import ordered_map
-from git_theta.storage.codec import ObjectReader
+from git_theta.storage.codec import Block, ObjectReader
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.tensors import read_tensor
 
 #: Blocks (of 1 MiB) decoded ahead of the one being written.
 AHEAD = 8
 
-_Task = tuple[int, ObjectReader, tuple[int, int, int] | None, bool]
-_Done = tuple[int, ObjectReader, memoryview, bool]
+_Task = tuple[int, "ObjectReader | _Rebuilt", Block | None, bool]
+_Done = tuple[int, "ObjectReader | _Rebuilt", memoryview, bool]
 
 
 def stream_tensors(
@@ -37,6 +38,9 @@ def stream_tensors(
 
 def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterator[_Task]:
     for index, (label, entry) in enumerate(tensors):
+        if entry.update != DENSE:  # rebuilt from its base chain, whole and verified
+            yield index, _Rebuilt(store, entry, label), None, True
+            continue
         reader = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
         if not reader.blocks:
             yield index, reader, None, True
@@ -46,7 +50,24 @@ def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterat
 
 def _decode(task: _Task) -> _Done:
     index, reader, block, last = task
+    if isinstance(reader, _Rebuilt):
+        return index, reader, reader.read(), last
     return index, reader, reader.read_block(block) if block else memoryview(b""), last
+
+
+class _Rebuilt:
+    """A tensor stored as an update: handed over in one piece once rebuilt (``read_tensor`` checks its hash)."""
+
+    codec = "rebuilt"
+
+    def __init__(self, store: ObjectStore, entry: TensorEntry, label: str) -> None:
+        self.store, self.entry, self.label = store, entry, label
+
+    def read(self) -> memoryview:
+        return read_tensor(self.store, self.entry, self.label)
+
+    def close(self) -> None:
+        pass
 
 
 def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:

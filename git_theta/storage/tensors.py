@@ -1,12 +1,22 @@
-"""Tensors read back from the object store: the one place that turns a metadata entry into exact bytes."""
+"""Tensors to and from the object store: the one place that turns a metadata entry into exact bytes and back.
+
+A dense tensor is one object. A tensor stored as an update is rebuilt from its base chain: the base is read
+(recursively), the update applied, and the result checked against the tensor's SHA-256 before it is used.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Executor
+from typing import Any
 
-from git_theta.metadata import TensorEntry
-from git_theta.storage.codec import decode
+from git_theta.metadata import DENSE, TensorEntry
+from git_theta.storage.codec import MemorySink, ObjectReader, decode, encode, encode_update, read_payload
+from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
+
+#: Objects up to this size are encoded in memory and written once: cheap for thousands of tiny tensors.
+SMALL_OBJECT = 1 << 20
 
 
 def tensor_label(path: str, name: str, entry: TensorEntry) -> str:
@@ -16,5 +26,83 @@ def tensor_label(path: str, name: str, entry: TensorEntry) -> str:
 
 def read_tensor(store: ObjectStore, entry: TensorEntry, label: str, executor: Executor | None = None) -> memoryview:
     """Return the exact bytes of the tensor ``entry`` describes, checked against its hash."""
+    if entry.update == DENSE:
+        with store.open(entry.oid) as stream:
+            return decode(stream, entry.hash, entry.nbytes, entry.stored, label, executor=executor)
+    base_entry = entry.base_entry()
+    base = read_tensor(store, base_entry, f"{base_entry.oid[:12]} (base of {label})", executor)
     with store.open(entry.oid) as stream:
-        return decode(stream, entry.hash, entry.nbytes, entry.stored, label, executor=executor)
+        reader = ObjectReader(stream, entry.hash, entry.nbytes, entry.stored, label)
+        update = reader.update
+        if update is None or update["type"] != entry.update or update["base"] != base_entry.hash:
+            raise ObjectError(f"object {label} is not the {entry.update} update the metadata describes")
+        payload = read_payload(reader, executor=executor)
+    rebuilt = apply_update(entry, update, reader.parts(), base, payload)
+    if "sha256:" + hashlib.sha256(rebuilt).hexdigest() != entry.hash:
+        raise ObjectError(
+            f"tensor {label}: applying its {entry.update} update did not give the committed tensor "
+            "(its hash differs); the object or its base is corrupt, check with git theta fsck"
+        )
+    return rebuilt
+
+
+def apply_update(
+    entry: TensorEntry, update: dict[str, Any], parts: list[tuple], base: memoryview, payload: memoryview
+) -> memoryview:
+    """Apply an update object's payload to the base tensor's bytes; return the new tensor's bytes."""
+    from git_theta import plugins
+    from git_theta.updates.base import Payload, UpdateError, as_array, raw_bytes
+
+    arrays, offset = {}, 0
+    for name, dtype, shape, size, _ in parts:
+        arrays[name] = as_array(payload[offset : offset + size], dtype, shape)
+        offset += size
+    plugin = plugins.load(plugins.UPDATES, entry.update)
+    try:
+        new = plugin().apply(as_array(base, entry.dtype, entry.shape), Payload(arrays, update.get("params", {})))
+    except (UpdateError, KeyError, ValueError, TypeError) as exc:
+        raise ObjectError(f"the {entry.update} update of a tensor cannot be applied ({exc})") from exc
+    if new.shape != entry.shape or new.nbytes != entry.nbytes:
+        raise ObjectError(f"the {entry.update} update gave a tensor of the wrong shape")
+    return raw_bytes(new)
+
+
+def store_dense(
+    store: ObjectStore, data: memoryview, digest: str, group: int, level: int, executor: Executor | None
+) -> tuple[str, int]:
+    """Store a tensor whole; return ``(oid, stored size)``."""
+    return _store(store, len(data), lambda sink: encode(data, digest, group, sink, level, executor))
+
+
+def store_update(
+    store: ObjectStore,
+    parts: list[tuple[str, str, tuple[int, ...], memoryview]],
+    digest: str,
+    update: dict[str, Any],
+    level: int,
+    executor: Executor | None,
+) -> tuple[str, int]:
+    """Store an update object (see ``codec.encode_update``); return ``(oid, stored size)``."""
+    size = sum(len(data) for *_, data in parts)
+    return _store(store, size, lambda sink: encode_update(parts, digest, update, sink, level, executor))
+
+
+def encoded_size(write: Any) -> int:
+    """The size of the object ``write(sink)`` produces, without storing it."""
+    sink = MemorySink()
+    write(sink)
+    return sink.tell()
+
+
+def _store(store: ObjectStore, size: int, write: Any) -> tuple[str, int]:
+    if size <= SMALL_OBJECT:
+        sink = MemorySink()
+        write(sink)
+        return store.put(sink.getvalue())
+    writer = store.writer()
+    try:
+        write(writer)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

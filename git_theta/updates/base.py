@@ -1,0 +1,94 @@
+"""The interface every update type implements, and the arrays it works on."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from git_theta.errors import GitThetaError
+
+_COMPLEX = {"C64": np.complex64, "C128": np.complex128}
+
+
+class UpdateError(GitThetaError):
+    """An update cannot be applied, inferred or read."""
+
+
+class Payload(NamedTuple):
+    """What an update object stores: named arrays and a few parameters (JSON values)."""
+
+    parts: dict[str, np.ndarray]
+    params: dict[str, Any]
+
+
+class Update(ABC):
+    """An update type: turns a base tensor and a payload into the new tensor, exactly and on every machine alike.
+
+    ``apply`` must be deterministic bit for bit: use only correctly rounded element-wise operations in a fixed order
+    (no BLAS products, whose summation order varies between machines). The filter records the SHA-256 of the result
+    and checks it whenever the tensor is rebuilt.
+    """
+
+    #: The entry-point name, recorded in metadata as the tensor's ``update``.
+    name: ClassVar[str]
+
+    @abstractmethod
+    def apply(self, base: np.ndarray, payload: Payload) -> np.ndarray:
+        """Return the new tensor: same dtype and shape as ``base``."""
+
+    def infer(self, base: np.ndarray, new: np.ndarray) -> Payload | None:
+        """Return a payload that rebuilds ``new`` from ``base`` exactly, or None when this type cannot."""
+        return None
+
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a whole element of ``dtype`` (bf16 and fp8 through ml_dtypes)."""
+    if dtype in _COMPLEX:
+        return np.dtype(_COMPLEX[dtype])
+    from git_theta.diffs.numeric import numpy_dtype as component
+
+    return component(dtype)
+
+
+def as_array(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """View exact tensor bytes as an array (read-only when ``data`` is)."""
+    return np.frombuffer(data, dtype=numpy_dtype(dtype)).reshape(shape)
+
+
+def raw_bytes(array: np.ndarray) -> memoryview:
+    """An array's exact bytes in C order (any dtype, including those the buffer protocol does not know)."""
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def dtype_name(array: np.ndarray) -> str:
+    """The safetensors name of an array's dtype (the inverse of ``numpy_dtype``)."""
+    from git_theta.dtypes import ITEMSIZE
+
+    for name in ITEMSIZE:
+        try:
+            if numpy_dtype(name) == array.dtype:
+                return name
+        except GitThetaError:
+            continue
+    raise UpdateError(f"arrays of dtype {array.dtype} cannot be stored in an update")
+
+
+def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round float64 (or complex128) ``values`` once to ``dtype``, to nearest even, as numpy and ml_dtypes do."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.astype(dtype)
+
+
+def widened(array: np.ndarray) -> np.ndarray:
+    """``array`` in float64 (complex128 for complex): exact for every float dtype git-theta stores."""
+    if np.issubdtype(array.dtype, np.complexfloating):
+        return array.astype(np.complex128)
+    if not _is_float(array.dtype):
+        raise UpdateError(f"this update needs floating-point tensors, not {array.dtype}")
+    return array.astype(np.float64)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating) or dtype.kind == "V" or "float" in dtype.name

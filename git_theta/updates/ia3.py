@@ -1,0 +1,39 @@
+"""``ia3``: ``new = base * ia3``, a learned vector broadcast over the tensor (IA3 adapters).
+
+Part: ``ia3``, whose shape broadcasts to the tensor's (for a linear layer: out x 1 to scale output features,
+1 x in to scale input features). The product is taken in float64 and rounded once to the tensor's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from git_theta.updates.base import Payload, Update, UpdateError, round_to, widened
+
+
+class Ia3Update(Update):
+    """A broadcast element-wise scaling of the base."""
+
+    name = "ia3"
+
+    def apply(self, base: np.ndarray, payload: Payload) -> np.ndarray:
+        scale = widened(payload.parts["ia3"])
+        try:
+            if np.broadcast_shapes(base.shape, scale.shape) != base.shape:
+                raise ValueError
+        except ValueError:
+            raise UpdateError(f"an ia3 vector of shape {scale.shape} does not fit a {base.shape} tensor") from None
+        return round_to(widened(base) * scale, base.dtype)
+
+    def infer(self, base: np.ndarray, new: np.ndarray) -> Payload | None:
+        if base.ndim != 2:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = widened(new) / widened(base)
+        for axis in (1, 0):  # one factor per output row, then per input column
+            candidate = np.nanmedian(np.where(np.isfinite(ratios), ratios, np.nan), axis=axis, keepdims=True)
+            if np.all(np.isfinite(candidate)):
+                payload = Payload({"ia3": candidate.astype(base.dtype)}, {})
+                if np.array_equal(self.apply(base, payload).view(np.uint8), np.ascontiguousarray(new).view(np.uint8)):
+                    return payload
+        return None

@@ -1,0 +1,190 @@
+"""Every update representation rebuilds the exact bytes; low-rank and ia3 follow their definitions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from git_theta.checkpoints.base import Tensor, TensorSpec
+from git_theta.filters.clean import store_tensor
+from git_theta.filters.context import FilterContext
+from git_theta.filters.represent import update_header, update_parts
+from git_theta.metadata import TensorEntry
+from git_theta.storage.errors import ObjectError
+from git_theta.storage.objects import MemoryObjectStore
+from git_theta.storage.tensors import read_tensor, store_dense, store_update
+from git_theta.updates.base import Payload, UpdateError, raw_bytes
+from git_theta.updates.delta import DeltaUpdate
+from git_theta.updates.ia3 import Ia3Update
+from git_theta.updates.low_rank import LowRankUpdate
+from git_theta.updates.sparse import SparseUpdate
+
+DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "F64": np.float64,
+    "I64": np.int64,
+    "U8": np.uint8,
+    "F8_E4M3": ml_dtypes.float8_e4m3fn,
+    "C64": np.complex64,
+}
+
+
+def digest(data: bytes | memoryview) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def store_as(store: MemoryObjectStore, name: str, payload: Payload, base: TensorEntry, new: np.ndarray) -> TensorEntry:
+    data = raw_bytes(new)
+    oid, stored = store_update(
+        store, update_parts(payload), digest(data), update_header(name, base, payload.params), 1, None
+    )
+    dtype = base.dtype
+    return TensorEntry(dtype, new.shape, len(data), digest(data), oid, stored, name, (base.link, *base.base))
+
+
+def dense_entry(store: MemoryObjectStore, dtype: str, array: np.ndarray) -> TensorEntry:
+    data = raw_bytes(array)
+    oid, stored = store_dense(store, data, digest(data), array.dtype.itemsize, 1, None)
+    return TensorEntry(dtype, array.shape, len(data), digest(data), oid, stored)
+
+
+@st.composite
+def tensor_pairs(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray]:
+    dtype = draw(st.sampled_from(sorted(DTYPES)))
+    shape = tuple(draw(st.lists(st.integers(0, 9), min_size=1, max_size=3)))
+    size = int(np.prod(shape)) * np.dtype(DTYPES[dtype]).itemsize
+    old = np.frombuffer(draw(st.binary(min_size=size, max_size=size)), dtype=DTYPES[dtype]).reshape(shape)
+    flips = draw(st.lists(st.integers(0, max(0, size - 1)), max_size=8)) if size else []
+    new_bytes = bytearray(raw_bytes(old))
+    for at in flips:
+        new_bytes[at] ^= draw(st.integers(1, 255))
+    return dtype, old, np.frombuffer(bytes(new_bytes), dtype=DTYPES[dtype]).reshape(shape)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tensor_pairs(), st.sampled_from(["delta", "sparse", "dense"]))
+def test_every_inferred_representation_rebuilds_the_exact_bytes(pair, kind: str) -> None:
+    from git_theta import plugins
+
+    dtype, old, new = pair
+    store = MemoryObjectStore()
+    base = dense_entry(store, dtype, old)
+    payload = plugins.load(plugins.UPDATES, kind)().infer(old, new)
+    entry = store_as(store, kind, payload, base, new)
+    assert bytes(read_tensor(store, entry, "t")) == bytes(raw_bytes(new))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(min_size=64, max_size=64), min_size=2, max_size=6))
+def test_a_chain_of_deltas_rebuilds_every_version(versions: list[bytes]) -> None:
+    store = MemoryObjectStore()
+    arrays = [np.frombuffer(v, dtype=np.float32) for v in versions]
+    entry = dense_entry(store, "F32", arrays[0])
+    for array in arrays[1:]:
+        entry = store_as(
+            store,
+            "delta",
+            DeltaUpdate().infer(np.frombuffer(bytes(read_tensor(store, entry, "t")), np.float32), array),
+            entry,
+            array,
+        )
+        assert bytes(read_tensor(store, entry, "t")) == bytes(array.tobytes())
+    assert len(entry.base) == len(arrays) - 1
+
+
+def test_clean_picks_the_cheapest_representation_and_bounds_the_chain() -> None:
+    rng = np.random.default_rng(0)
+    store = MemoryObjectStore()
+    context = FilterContext(store, max_delta_depth=2)
+    value = rng.standard_normal((256, 256)).astype(np.float32)
+    spec = TensorSpec("w", "F32", value.shape)
+    entries = []
+    for step in range(5):
+        if step:
+            value = value + rng.standard_normal(value.shape).astype(np.float32) * 1e-3
+        _, entry = store_tensor(context, Tensor(spec, raw_bytes(value)))
+        context.previous["w"] = entry
+        entries.append(entry)
+        assert bytes(read_tensor(store, entry, "w")) == value.tobytes()
+    assert [len(e.base) for e in entries] == [0, 1, 2, 0, 1]  # a keyframe once the chain is as deep as allowed
+    assert entries[1].update == "delta" and entries[1].stored < 0.7 * value.nbytes
+    context.close()
+
+
+def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
+    rng = np.random.default_rng(1)
+    store = MemoryObjectStore()
+    context = FilterContext(store)
+    value = rng.standard_normal((512, 512)).astype(np.float32)
+    spec = TensorSpec("w", "F32", value.shape)
+    _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
+    changed = value.copy().reshape(-1)
+    positions = rng.choice(changed.size, changed.size // 100, replace=False)
+    changed[positions] = rng.standard_normal(len(positions)).astype(np.float32)
+    _, entry = store_tensor(context, Tensor(spec, raw_bytes(changed)))
+    context.close()
+    assert entry.update in ("sparse", "delta")
+    assert entry.stored <= 0.08 * value.nbytes
+    assert bytes(read_tensor(store, entry, "w")) == changed.tobytes()
+
+
+def test_low_rank_is_base_plus_scaled_product() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.integers(-8, 8, (6, 5)).astype(np.float32)
+    left, right = rng.integers(-4, 4, (6, 2)).astype(np.float32), rng.integers(-4, 4, (2, 5)).astype(np.float32)
+    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {"scale": 0.5}))
+    # Small integers: every product and sum is exact, so an ordinary matmul must agree bit for bit.
+    np.testing.assert_array_equal(new, base + 0.5 * (left @ right))
+    assert new.dtype == np.float32
+
+
+def test_low_rank_rounds_once_from_float64() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((4, 3)).astype(ml_dtypes.bfloat16)
+    left, right = rng.standard_normal((4, 2)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
+    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {}))
+    exact = base.astype(np.float64) + left.astype(np.float64) @ right.astype(np.float64)
+    np.testing.assert_array_equal(new, exact.astype(ml_dtypes.bfloat16))
+
+
+def test_low_rank_refuses_factors_that_do_not_fit() -> None:
+    with pytest.raises(UpdateError, match="do not fit"):
+        LowRankUpdate().apply(np.zeros((3, 3), np.float32), Payload({"R": np.zeros((3, 1)), "C": np.zeros((1, 4))}, {}))
+
+
+def test_ia3_scales_rows_or_columns_and_is_inferred_exactly() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((5, 4)).astype(np.float32)
+    rows = rng.standard_normal((5, 1)).astype(np.float32)
+    new = Ia3Update().apply(base, Payload({"ia3": rows}, {}))
+    np.testing.assert_array_equal(new, base * rows)
+    inferred = Ia3Update().infer(base, new)
+    assert inferred is not None
+    np.testing.assert_array_equal(Ia3Update().apply(base, inferred), new)
+    assert Ia3Update().infer(base, base + 1) is None
+
+
+def test_sparse_add_mode_and_bad_indices() -> None:
+    base = np.arange(6, dtype=np.float32)
+    payload = Payload({"indices": np.array([1, 4]), "values": np.array([0.5, -1], np.float32)}, {"mode": "add"})
+    np.testing.assert_array_equal(SparseUpdate().apply(base, payload), [0, 1.5, 2, 3, 3, 5])
+    with pytest.raises(UpdateError, match="out of range"):
+        SparseUpdate().apply(base, Payload({"indices": np.array([7]), "values": np.ones(1, np.float32)}, {}))
+
+
+def test_a_wrong_base_is_detected() -> None:
+    store = MemoryObjectStore()
+    old, new = np.ones(64, np.float32), np.full(64, 2, np.float32)
+    base = dense_entry(store, "F32", old)
+    entry = store_as(store, "delta", DeltaUpdate().infer(old, new), base, new)
+    other = dense_entry(store, "F32", np.zeros(64, np.float32))
+    forged = entry._replace(base=(other.link,))
+    with pytest.raises(ObjectError, match="not the delta update"):
+        read_tensor(store, forged, "t")
