@@ -25,6 +25,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "safetensors": "git_theta.checkpoints.safetensors:SafetensorsCheckpoint",
         "torch": "git_theta.checkpoints.torch:TorchCheckpoint",
         "npz": "git_theta.checkpoints.numpy:NpzCheckpoint",
+        "flax": "git_theta.checkpoints.flax:FlaxCheckpoint",
+        "gguf": "git_theta.checkpoints.gguf:GgufCheckpoint",
     },
     UPDATES: {
         "dense": "git_theta.updates.dense:DenseUpdate",
@@ -32,6 +34,16 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sparse": "git_theta.updates.sparse:SparseUpdate",
         "low-rank": "git_theta.updates.low_rank:LowRankUpdate",
         "ia3": "git_theta.updates.ia3:Ia3Update",
+    },
+    MERGES: {
+        "ours": "git_theta.merges.select:Ours",
+        "theirs": "git_theta.merges.select:Theirs",
+        "base": "git_theta.merges.select:Base",
+        "average": "git_theta.merges.average:Average",
+        "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmetic",
+        "ties": "git_theta.merges.ties:Ties",
+        "dare": "git_theta.merges.dare:Dare",
+        "slerp": "git_theta.merges.slerp:Slerp",
     },
 }
 

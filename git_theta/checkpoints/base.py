@@ -64,6 +64,22 @@ class Checkpoint(ABC):
         """Write the checkpoint to ``out``; ``tensors`` yields the bytes of ``specs`` in order."""
 
     @classmethod
+    def rebuild_format(
+        cls, format_data: dict[str, Any], old_specs: list[TensorSpec], new_specs: list[TensorSpec]
+    ) -> tuple[dict[str, Any], list[TensorSpec]]:
+        """Adapt ``format_data`` (written for ``old_specs``) to a merge's tensors ``new_specs``.
+
+        Return the new format data and ``new_specs`` in the order the rebuilt file stores them (the order ``read``
+        will list them in). A format that cannot add, remove or reshape tensors keeps the default, which refuses.
+        """
+        if [tuple(spec) for spec in old_specs] == [tuple(spec) for spec in new_specs]:
+            return format_data, list(new_specs)
+        raise CheckpointError(
+            f"the {cls.name} format cannot add, remove or change the dtype or shape of tensors in a merge; "
+            "resolve those tensors with the ours or theirs strategy"
+        )
+
+    @classmethod
     def matches_extension(cls, path: str) -> bool:
         """Tell whether ``path`` has one of this format's extensions."""
         return os.path.splitext(path)[1].lower() in cls.extensions

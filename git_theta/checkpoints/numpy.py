@@ -60,6 +60,13 @@ class NpzCheckpoint(Checkpoint):
                         np.lib.format.write_array(member, array, allow_pickle=False)
             copy_out(target, out)
 
+    @classmethod
+    def rebuild_format(
+        cls, format_data: dict[str, Any], old_specs: list[TensorSpec], new_specs: list[TensorSpec]
+    ) -> tuple[dict[str, Any], list[TensorSpec]]:
+        """Any tensors: an archive holds one member per array, written in the order given."""
+        return format_data, list(new_specs)
+
 
 def _read_arrays(
     archive: zipfile.ZipFile, spooled: Any, members: list[zipfile.ZipInfo], label: str

@@ -56,6 +56,25 @@ class SafetensorsCheckpoint(Checkpoint):
         for data in tensors:
             write_tensor(out, data)
 
+    @classmethod
+    def rebuild_format(
+        cls, format_data: dict[str, Any], old_specs: list[TensorSpec], new_specs: list[TensorSpec]
+    ) -> tuple[dict[str, Any], list[TensorSpec]]:
+        """A new header for a merge's tensors, in the given order, keeping ``__metadata__``."""
+        if [tuple(spec) for spec in old_specs] == [tuple(spec) for spec in new_specs]:
+            return format_data, list(new_specs)
+        old = json.loads(str(format_data["header"]))
+        header: dict[str, Any] = {"__metadata__": old["__metadata__"]} if "__metadata__" in old else {}
+        offset = 0
+        for spec in new_specs:
+            size = nbytes(spec.dtype, spec.shape)
+            placed = {"dtype": spec.dtype, "shape": list(spec.shape), "data_offsets": [offset, offset + size]}
+            header[spec.name] = placed
+            offset += size
+        text = json.dumps(header, separators=(",", ":"))
+        # As the safetensors library does: pad the header with spaces so that the data starts 8-byte aligned.
+        return {**format_data, "header": text + " " * (-len(text) % 8)}, list(new_specs)
+
 
 def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:
     """Validate the header and return the tensors in data order; they must tile the data section exactly."""

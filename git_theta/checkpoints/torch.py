@@ -75,6 +75,66 @@ class TorchCheckpoint(Checkpoint):
             torch.save(obj, target)
             copy_out(target, out)
 
+    @classmethod
+    def rebuild_format(
+        cls, format_data: dict[str, Any], old_specs: list[TensorSpec], new_specs: list[TensorSpec]
+    ) -> tuple[dict[str, Any], list[TensorSpec]]:
+        """Drop removed tensors from the structure and add new ones in nested dicts named by their path."""
+        names = {spec.name for spec in new_specs}
+        structure = _prune(format_data["structure"], names)
+        present: list[str] = []
+        _tensor_names(structure, present)
+        for spec in new_specs:
+            if spec.name not in present:
+                structure = _insert(structure, spec.name.split(SEPARATOR), spec.name)
+        order: list[str] = []
+        _tensor_names(structure, order)
+        by_name = {spec.name: spec for spec in new_specs}
+        return {**format_data, "structure": structure}, [by_name[name] for name in order]
+
+
+def _prune(node: Any, names: set[str]) -> Any:
+    """``node`` without the tensors not in ``names`` (an element of a list or tuple cannot be removed)."""
+    if "dict" in node:
+        kept = [[key, _prune(value, names)] for key, value in node["dict"] if _keeps(value, names)]
+        return {"dict": kept}
+    for kind in ("list", "tuple"):
+        if kind in node:
+            if not all(_keeps(value, names) for value in node[kind]):
+                raise CheckpointError("a merge cannot remove a tensor held in a list or tuple of a PyTorch checkpoint")
+            return {kind: [_prune(value, names) for value in node[kind]]}
+    return node
+
+
+def _keeps(node: Any, names: set[str]) -> bool:
+    return "tensor" not in node or node["tensor"] in names
+
+
+def _insert(node: Any, parts: list[str], name: str) -> Any:
+    """``node`` with the tensor ``name`` added at the dict path ``parts``, creating dicts as needed."""
+    if "dict" not in node:
+        raise CheckpointError(f"a merge cannot add tensor {name!r}: its place in the PyTorch checkpoint is not a dict")
+    items = [list(item) for item in node["dict"]]
+    for item in items:
+        if str(item[0]) == parts[0]:
+            if len(parts) == 1:
+                raise CheckpointError(f"a merge cannot add tensor {name!r}: its place is taken")
+            item[1] = _insert(item[1], parts[1:], name)
+            return {"dict": items}
+    child = {"tensor": name}
+    for part in reversed(parts[1:]):
+        child = {"dict": [[part, child]]}
+    return {"dict": [*items, [parts[0], child]]}
+
+
+def _tensor_names(node: Any, out: list[str]) -> None:
+    """Append the tensor names of ``node`` in the order ``read`` lists them."""
+    if "tensor" in node:
+        out.append(node["tensor"])
+    for kind in ("dict", "list", "tuple"):
+        for value in node.get(kind, ()):
+            _tensor_names(value[1] if kind == "dict" else value, out)
+
 
 def _load_failure(exc: Exception) -> str:
     message = str(exc)

@@ -21,10 +21,10 @@ def install(local: bool) -> None:
     lfs_version = require_git_lfs()
     if local and not _in_repository():
         raise UsageError("--local needs a git repository; run it inside one")
-    config.set_values({**config.FILTER_CONFIG, **config.DIFF_CONFIG}, local)
+    config.set_values({**config.FILTER_CONFIG, **config.DIFF_CONFIG, **config.MERGE_CONFIG}, local)
     click.echo(
-        f"git-theta: filter and diff driver 'theta' configured in the {'local' if local else 'global'} git config "
-        f"({lfs_version})"
+        f"git-theta: filter, diff and merge drivers 'theta' configured in the {'local' if local else 'global'} "
+        f"git config ({lfs_version})"
     )
     if _in_repository():
         repo.toplevel()
@@ -41,8 +41,9 @@ def uninstall(local: bool) -> None:
         raise UsageError("--local needs a git repository; run it inside one")
     config.remove_section("filter.theta", local)
     config.remove_section("diff.theta", local)
+    config.remove_section("merge.theta", local)
     scope = "local" if local else "global"
-    click.echo(f"git-theta: filter and diff driver 'theta' removed from the {scope} git config")
+    click.echo(f"git-theta: filter, diff and merge drivers 'theta' removed from the {scope} git config")
     if _in_repository():
         removed = hooks.uninstall_hooks()
         if removed:

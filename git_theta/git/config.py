@@ -21,6 +21,14 @@ DIFF_CONFIG = {
 }
 
 
+#: The merge driver ``git theta install`` writes (docs/merges.md): git hands it the metadata of the common ancestor,
+#: ours and theirs, and the path; it merges tensor by tensor and writes the result over ours.
+MERGE_CONFIG = {
+    "merge.theta.name": "git-theta: merge checkpoints tensor by tensor",
+    "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
+}
+
+
 def scope_flag(local: bool) -> str:
     """The git config flag for the chosen scope."""
     return "--local" if local else "--global"
@@ -41,3 +49,9 @@ def get(key: str) -> str | None:
     """Return a config value from any scope, or None."""
     result = run("config", "--get", key, check=False)
     return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def get_all(key: str) -> list[str]:
+    """Return every value of a multi-valued config key, from all scopes, in git's order."""
+    result = run("config", "--get-all", "-z", key, check=False)
+    return [item for item in result.stdout.decode().split("\0") if item] if result.returncode == 0 else []

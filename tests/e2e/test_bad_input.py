@@ -116,7 +116,7 @@ def test_unknown_checkpoint_type_lists_the_known_ones(repo: Path) -> None:
     result = git("theta", "add", "model.safetensors", "--checkpoint-type", "nope", cwd=repo, check=False)
     assert result.returncode != 0
     assert theta_errors(result.stderr) == [
-        "git-theta: error: unknown checkpoints plugin 'nope' (available: npz, safetensors, torch)"
+        "git-theta: error: unknown checkpoints plugin 'nope' (available: flax, gguf, npz, safetensors, torch)"
     ]
 
 

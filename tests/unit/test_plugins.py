@@ -26,7 +26,8 @@ def test_installed_entry_points_include_every_builtin() -> None:
 
 def test_unknown_plugin_lists_the_available_ones() -> None:
     with pytest.raises(
-        plugins.PluginError, match=r"unknown checkpoints plugin 'nope' \(available: npz, safetensors, torch\)"
+        plugins.PluginError,
+        match=r"unknown checkpoints plugin 'nope' \(available: flax, gguf, npz, safetensors, torch\)",
     ):
         plugins.load(plugins.CHECKPOINTS, "nope")
 

@@ -1,0 +1,77 @@
+"""Which strategy resolves a conflicting tensor: per-tensor patterns, then a default, then (at a terminal) the user.
+
+Sources, first match wins: patterns from the command line, ``GIT_THETA_MERGE_PATTERNS`` and the multi-valued
+``theta.mergePattern`` config key (each ``GLOB=STRATEGY``, the glob matched against the tensor name); then the
+default strategy from the command line, ``GIT_THETA_MERGE_STRATEGY`` or ``theta.mergeStrategy``; then the
+interactive menu when standard input is a terminal. Otherwise the tensor stays a conflict.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from fnmatch import fnmatchcase
+
+from git_theta.merges.base import Conflict, MergeError, MergeStrategy, load_strategy
+from git_theta.merges.menu import Menu
+
+STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
+PATTERNS_ENV = "GIT_THETA_MERGE_PATTERNS"
+STRATEGY_KEY = "theta.mergeStrategy"
+PATTERN_KEY = "theta.mergePattern"
+
+
+class Chooser:
+    """Names the strategy for each conflict; "apply to all" in the menu sets the default for the rest."""
+
+    def __init__(
+        self,
+        default: MergeStrategy | None = None,
+        patterns: list[tuple[str, MergeStrategy]] | None = None,
+        menu: Menu | None = None,
+    ) -> None:
+        self.default = default
+        self.patterns = patterns or []
+        self.menu = menu
+
+    @classmethod
+    def configured(
+        cls, strategy: str | None = None, patterns: list[str] | None = None, interactive: bool | None = None
+    ) -> Chooser:
+        """The chooser the command line, the environment and git config describe."""
+        from git_theta.git import config
+
+        rules = [*(patterns or []), *_split(os.environ.get(PATTERNS_ENV, "")), *config.get_all(PATTERN_KEY)]
+        spec = strategy or os.environ.get(STRATEGY_ENV, "").strip() or config.get(STRATEGY_KEY)
+        if interactive is None:
+            interactive = sys.stdin is not None and sys.stdin.isatty()
+        return cls(
+            load_strategy(spec) if spec else None,
+            [parse_pattern(rule) for rule in rules],
+            Menu(sys.stdin, sys.stderr) if interactive else None,
+        )
+
+    def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
+        for glob, strategy in self.patterns:
+            if fnmatchcase(conflict.name, glob):
+                return strategy
+        if self.default is not None:
+            return self.default
+        if self.menu is None:
+            return None
+        strategy, apply_to_all = self.menu.ask(path, conflict)
+        if apply_to_all:
+            self.default = strategy
+        return strategy
+
+
+def parse_pattern(rule: str) -> tuple[str, MergeStrategy]:
+    """Parse ``GLOB=STRATEGY``."""
+    glob, sep, spec = rule.partition("=")
+    if not sep or not glob.strip() or not spec.strip():
+        raise MergeError(f"merge pattern {rule!r} must be GLOB=STRATEGY, e.g. '*.bias=ours'")
+    return glob.strip(), load_strategy(spec)
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.replace("\n", ";").split(";") if item.strip()]

@@ -1,0 +1,243 @@
+"""Model-aware merges with real git: merge, cherry-pick, revert, rebase, git theta merge (docs/merges.md)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers import git, save_safetensors, theta
+from tests.unit.test_merges_strategies import ties_reference
+
+F = "model.safetensors"
+
+
+def load(repo: Path, name: str = F) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(repo / name))
+
+
+def commit(repo: Path, tensors: dict[str, np.ndarray], message: str) -> None:
+    save_safetensors(repo / F, tensors)
+    git("add", F, cwd=repo)
+    git("commit", "-q", "-m", message, cwd=repo)
+
+
+def model(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "layer.weight": rng.standard_normal((16, 8)).astype(np.float32),
+        "layer.bias": rng.standard_normal(8).astype(np.float32),
+        "steps": np.array([seed], np.int64),
+    }
+
+
+def branches(repo: Path) -> tuple[dict, dict, dict]:
+    """main and side both change weight and bias (differently) from a common base; side also adds a tensor."""
+    base = model(0)
+    commit(repo, base, "base")
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    theirs = {**base, "layer.weight": base["layer.weight"] + 2, "layer.bias": base["layer.bias"] * 3}
+    theirs["extra"] = np.ones(4, np.float32)
+    commit(repo, theirs, "side")
+    git("checkout", "-q", "main", cwd=repo)
+    ours = {**base, "layer.weight": base["layer.weight"] - 1, "layer.bias": base["layer.bias"] + 1}
+    commit(repo, ours, "main")
+    return base, ours, theirs
+
+
+def transfer(base: np.ndarray, ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """task-arithmetic with lambda 1, as computed: float64, then rounded to float32 once."""
+    base64 = base.astype(np.float64)
+    return (base64 + ((ours - base64) + (theirs - base64))).astype(np.float32)
+
+
+def assert_clean(repo: Path) -> None:
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def test_merge_with_strategy_from_the_environment(repo: Path) -> None:
+    base, ours, theirs = branches(repo)
+    result = git("merge", "--no-edit", "side", cwd=repo, env={"GIT_THETA_MERGE_STRATEGY": "average"})
+    assert b"merged 2 tensor(s) with average" in result.stderr
+    merged = load(repo)
+    np.testing.assert_allclose(merged["layer.weight"], (ours["layer.weight"] + theirs["layer.weight"]) / 2)
+    np.testing.assert_allclose(merged["layer.bias"], (ours["layer.bias"] + theirs["layer.bias"]) / 2)
+    assert np.array_equal(merged["extra"], theirs["extra"]) and np.array_equal(merged["steps"], base["steps"])
+    assert_clean(repo)
+    assert len(git("rev-list", "--parents", "-n1", "HEAD", cwd=repo).stdout.split()) == 3
+
+
+def test_merge_with_strategy_from_git_config_and_per_tensor_patterns(repo: Path) -> None:
+    rng = np.random.default_rng(9)
+    base = model(0)
+    commit(repo, base, "base")
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    theirs = {k: v + rng.standard_normal(v.shape).astype(v.dtype) for k, v in base.items()}
+    commit(repo, theirs, "side")
+    git("checkout", "-q", "main", cwd=repo)
+    ours = {k: v + rng.standard_normal(v.shape).astype(v.dtype) for k, v in base.items()}
+    commit(repo, ours, "main")
+    git("config", "theta.mergeStrategy", "ties:density=0.5", cwd=repo)
+    git("config", "--add", "theta.mergePattern", "*.bias=theirs", cwd=repo)
+    git("config", "--add", "theta.mergePattern", "steps=ours", cwd=repo)
+    git("merge", "--no-edit", "side", cwd=repo)
+    merged = load(repo)
+    assert np.array_equal(merged["layer.bias"], theirs["layer.bias"])
+    assert np.array_equal(merged["steps"], ours["steps"])
+    sides = [ours["layer.weight"].astype(np.float64), theirs["layer.weight"].astype(np.float64)]
+    expected = ties_reference(base["layer.weight"].astype(np.float64), sides, 0.5, 1.0, [1, 1])
+    np.testing.assert_allclose(merged["layer.weight"], expected, rtol=1e-5, atol=1e-6)
+    assert_clean(repo)
+
+
+def test_conflict_without_a_terminal_then_resolve_in_place(repo: Path) -> None:
+    base, ours, theirs = branches(repo)
+    result = git("merge", "--no-edit", "side", cwd=repo, check=False)
+    assert result.returncode != 0
+    messages = [line for line in result.stderr.decode().splitlines() if line.startswith("git-theta:")]
+    assert len(messages) == 1 and "git theta merge --strategy" in messages[0]
+    assert np.array_equal(load(repo)["layer.weight"], ours["layer.weight"])  # the working file is usable: ours
+    theta("merge", "--strategy", "task-arithmetic", "--pattern", "*.bias=ours", cwd=repo)
+    git("commit", "-q", "--no-edit", cwd=repo)
+    merged = load(repo)
+    expected = transfer(base["layer.weight"], ours["layer.weight"], theirs["layer.weight"])
+    assert np.array_equal(merged["layer.weight"], expected)
+    assert np.array_equal(merged["layer.bias"], ours["layer.bias"]) and "extra" in merged
+    assert_clean(repo)
+
+
+def test_manual_merge_writes_the_three_versions(repo: Path) -> None:
+    base, ours, theirs = branches(repo)
+    result = git("merge", "--no-edit", "side", cwd=repo, check=False, env={"GIT_THETA_MANUAL_MERGE": "1"})
+    assert result.returncode != 0 and b"GIT_THETA_MANUAL_MERGE is set" in result.stderr
+    for label, expected in (("base", base), ("ours", ours), ("theirs", theirs)):
+        written = load(repo, f"model.{label}.safetensors")
+        assert written.keys() == expected.keys()
+        assert all(np.array_equal(written[k], expected[k]) for k in expected)
+
+
+def test_interactive_menu_on_a_terminal(repo: Path) -> None:
+    base, ours, theirs = branches(repo)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(["git", "merge", "--no-edit", "side"], cwd=repo, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"apply to all" in seen:
+            os.write(master, b"average!\n")
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    process.wait(timeout=30)
+    os.close(master)
+    assert answered and process.returncode == 0, seen.decode(errors="replace")
+    assert seen.count(b"changed on both sides") == 1  # "apply to all": asked once for two tensors
+    np.testing.assert_allclose(load(repo)["layer.bias"], (ours["layer.bias"] + theirs["layer.bias"]) / 2)
+
+
+def test_cherry_pick_transfers_a_fine_tune_to_a_new_base(repo: Path) -> None:
+    old = model(1)
+    commit(repo, old, "base model v1")
+    finetuned = {**old, "layer.weight": old["layer.weight"] + 0.25, "layer.bias": old["layer.bias"] - 0.5}
+    git("checkout", "-q", "-b", "finetune", cwd=repo)
+    commit(repo, finetuned, "fine-tune v1")
+    git("checkout", "-q", "main", cwd=repo)
+    new = {**model(2), "steps": old["steps"]}
+    commit(repo, new, "base model v2")
+    git("cherry-pick", "finetune", cwd=repo, env={"GIT_THETA_MERGE_STRATEGY": "task-arithmetic"})
+    moved = load(repo)
+    for name in ("layer.weight", "layer.bias"):
+        expected = transfer(old[name], new[name], finetuned[name])  # new base + (fine-tuned - old base)
+        assert np.array_equal(moved[name], expected), name
+    assert_clean(repo)
+
+
+def test_revert_and_rebase_use_the_driver(repo: Path) -> None:
+    env = {"GIT_THETA_MERGE_STRATEGY": "task-arithmetic"}
+    base = model(3)
+    commit(repo, base, "base")
+    delta = {**base, "layer.weight": base["layer.weight"] + 1}
+    commit(repo, delta, "add one")
+    later = {**delta, "layer.weight": delta["layer.weight"] * 2}
+    commit(repo, later, "double")
+    git("revert", "--no-edit", "HEAD~1", cwd=repo, env=env)  # O = "add one", A = HEAD, B = "base"
+    expected = transfer(delta["layer.weight"], later["layer.weight"], base["layer.weight"])
+    assert np.array_equal(load(repo)["layer.weight"], expected)
+    git("checkout", "-q", "-b", "topic", "HEAD~3", cwd=repo)
+    topic = {**base, "layer.bias": base["layer.bias"] + 4, "layer.weight": base["layer.weight"] - 3}
+    commit(repo, topic, "topic")
+    git("rebase", "main", cwd=repo, env=env)  # replays "topic": O = base, A = main, B = topic
+    rebased = load(repo)
+    assert np.array_equal(rebased["layer.bias"], topic["layer.bias"])
+    assert np.array_equal(rebased["layer.weight"], transfer(base["layer.weight"], expected, topic["layer.weight"]))
+    assert_clean(repo)
+
+
+def test_n_way_merge_records_all_parents(repo: Path) -> None:
+    base = model(4)
+    commit(repo, base, "base")
+    heads = {}
+    for i, name in enumerate(("a", "b", "c")):
+        git("checkout", "-q", "-b", name, "main", cwd=repo)
+        heads[name] = {**base, "layer.weight": base["layer.weight"] + (i + 1), "layer.bias": base["layer.bias"] * 0}
+        commit(repo, heads[name], f"fine-tune {name}")
+    git("checkout", "-q", "main", cwd=repo)
+    theta("merge", "--strategy", "average", "--weight", "b=2", "--weight", "HEAD=0", "a", "b", "c", cwd=repo)
+    parents = git("rev-list", "--parents", "-n1", "HEAD", cwd=repo).stdout.decode().split()[1:]
+    expected_parents = [git("rev-parse", rev, cwd=repo).stdout.decode().strip() for rev in ("HEAD~1", "a", "b", "c")]
+    assert parents == expected_parents
+    merged = load(repo)
+    np.testing.assert_allclose(merged["layer.weight"], base["layer.weight"] + (1 + 4 + 3) / 4, rtol=1e-6)
+    assert np.array_equal(merged["layer.bias"], heads["a"]["layer.bias"])  # all sides changed it alike
+    assert_clean(repo)
+    # TIES over many fine-tunes, and an error that changes nothing.
+    git("checkout", "-q", "-b", "d", "HEAD~1", cwd=repo)
+    result = theta("merge", "--strategy", "nope", "a", "b", cwd=repo, check=False)
+    assert result.returncode != 0 and b"unknown merges plugin 'nope'" in result.stderr
+    theta("merge", "-s", "ties:density=1", "a", "b", "c", cwd=repo)
+    np.testing.assert_allclose(load(repo)["layer.weight"], base["layer.weight"] + 2, rtol=1e-6)
+
+
+def test_merge_driver_memory_tracks_the_largest_tensor(repo: Path) -> None:
+    size = 4 << 20  # 16 MiB float32 tensors, 4 of them: 64 MiB per version
+    rng = np.random.default_rng(5)
+    base = {f"t{i}": rng.standard_normal(size, dtype=np.float32) for i in range(4)}
+    commit(repo, base, "base")
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    commit(repo, {k: v + 1 for k, v in base.items()}, "side")
+    git("checkout", "-q", "main", cwd=repo)
+    commit(repo, {k: v * 2 for k, v in base.items()}, "main")
+    wrapper = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    git("config", "merge.theta.driver", f"python -c '{wrapper}' git-theta merge-driver %O %A %B %P > .rss", cwd=repo)
+    git("merge", "--no-edit", "side", cwd=repo, env={"GIT_THETA_MERGE_STRATEGY": "task-arithmetic"})
+    peak_mib = int((repo / ".rss").read_text()) / 1024
+    # Holding the three versions of the model alone would take 192 MiB; the driver holds one tensor's versions.
+    assert peak_mib < 150, f"merge driver peak {peak_mib:.0f} MiB"
+
+
+def test_install_configures_the_merge_driver_and_uninstall_removes_it(installed: Path) -> None:
+    driver = git("config", "--global", "merge.theta.driver", cwd=installed).stdout.decode().strip()
+    assert driver == "git-theta merge-driver %O %A %B %P"
+    theta("uninstall", cwd=installed)
+    assert git("config", "--global", "merge.theta.driver", cwd=installed, check=False).returncode == 1
