@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from functools import partial
 from typing import BinaryIO
 
@@ -15,6 +16,8 @@ from git_theta.metadata import DENSE, CheckpointMetadata, MetadataError, TensorE
 from git_theta.pipeline import ordered_map
 
 HEAD_SIZE = 4096
+#: Set by ``git theta add --update-type`` (see filters/explicit.py).
+UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
 
 
 def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
@@ -32,14 +35,19 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
+    store, request = partial(store_tensor, context), None
+    if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
+        from git_theta.filters.explicit import UpdateRequest, store_requested
+
+        request = UpdateRequest.from_environment()
+        store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
-    stored = ordered_map(
-        context.executor, partial(store_tensor, context), tensors, context.window, size=lambda t: len(t.data)
-    )
-    for spec, entry in stored:
+    for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
         if spec.name in entries:
             raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
         entries[spec.name] = entry
+    if request is not None:
+        request.finish(path)
     return CheckpointMetadata(plugin.name, entries, format_data).dumps()
 
 

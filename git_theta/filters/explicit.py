@@ -1,0 +1,125 @@
+"""Tensors committed as a chosen update type: ``git theta add --update-type TYPE [--update-path X]``.
+
+With an update file, the checkpoint in the working tree holds the previous weights and the file holds the update:
+each updated tensor is committed as the update applied to the file's value (stored too, if new), and checkout
+rebuilds the new weights. Without one, the checkpoint holds the new weights and the update is inferred from the
+previous version, exactly or not at all: a tensor whose change is not exactly of that type is stored in the
+cheapest exact form instead, and the filter says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from git_theta import plugins
+from git_theta.checkpoints.base import Tensor, TensorSpec
+from git_theta.dtypes import itemsize
+from git_theta.filters.clean import UPDATE_TYPE_ENV, store_tensor
+from git_theta.filters.context import FilterContext
+from git_theta.filters.represent import update_header, update_parts
+from git_theta.metadata import DENSE, TensorEntry
+from git_theta.pipeline import frame_executor
+from git_theta.storage.tensors import read_tensor, store_dense, store_update
+
+#: Set by ``git theta add --update-type`` and ``--update-path`` for the filter that ``git add`` starts.
+UPDATE_PATH_ENV = "GIT_THETA_UPDATE_PATH"
+
+
+class UpdateRequest:
+    """The update type asked for, and the update file if one was given."""
+
+    def __init__(self, kind: str, path: Path | None) -> None:
+        from git_theta.updates.sources import UpdateFile
+
+        self.kind = kind
+        self.update = plugins.load(plugins.UPDATES, kind)()
+        self.file = UpdateFile(path, kind) if path is not None else None
+
+    @classmethod
+    def from_environment(cls) -> UpdateRequest | None:
+        """The request ``git theta add`` passed down, if any."""
+        kind = os.environ.get(UPDATE_TYPE_ENV)
+        if not kind:
+            return None
+        path = os.environ.get(UPDATE_PATH_ENV)
+        return cls(kind, Path(path) if path else None)
+
+    def finish(self, checkpoint: str) -> None:
+        """Fail if part of the update file matched no tensor of the checkpoint."""
+        if self.file is not None:
+            self.file.check_all_used(checkpoint)
+
+
+def store_requested(context: FilterContext, request: UpdateRequest, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+    """Store one tensor of a checkpoint added with ``--update-type``."""
+    spec = tensor.spec
+    if request.file is not None:
+        payload = request.file.take(spec.name)
+        if payload is None:
+            return store_tensor(context, tensor)
+        _, base = store_tensor(context, tensor)
+        return spec, _apply_and_store(context, request, spec, base, payload)
+    return spec, _infer_and_store(context, request, tensor)
+
+
+def _apply_and_store(context: FilterContext, request: UpdateRequest, spec: TensorSpec, base: TensorEntry, payload):
+    from git_theta.updates.base import as_array, raw_bytes
+
+    old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
+    new = raw_bytes(request.update.apply(old, payload))
+    if request.kind == DENSE:  # a new value: stored in its cheapest form, like any other
+        return store_tensor(context, Tensor(spec, new))[1]
+    if len(base.base) >= max(1, context.max_delta_depth):  # keep the chain bounded: the base becomes a keyframe
+        base = _keyframe(context, spec, raw_bytes(old), base.hash)
+    return _store_update(context, request.kind, spec, new, base, payload)
+
+
+def _infer_and_store(context: FilterContext, request: UpdateRequest, tensor: Tensor) -> TensorEntry:
+    from git_theta.updates.base import as_array
+
+    spec, data = tensor.spec, memoryview(tensor.data).cast("B")
+    previous = context.previous.get(spec.name)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if previous is None or previous.hash == digest or (previous.dtype, previous.shape) != (spec.dtype, spec.shape):
+        return store_tensor(context, tensor)[1]
+    old = read_tensor(context.store, previous, f"{previous.oid[:12]} (previous value of tensor {spec.name!r})")
+    old_array = as_array(old, spec.dtype, spec.shape)
+    payload = request.update.infer(old_array, as_array(data, spec.dtype, spec.shape))
+    exact = payload is not None and bytes(_rebuilt(request, old_array, payload)) == bytes(data)
+    if not exact or len(previous.base) >= max(1, context.max_delta_depth):
+        reason = "its change is not exactly" if not exact else "its chain of updates is at its limit for"
+        _note(f"tensor {spec.name!r}: {reason} a {request.kind} update; stored in its cheapest exact form instead")
+        return store_tensor(context, tensor)[1]
+    return _store_update(context, request.kind, spec, data, previous, payload)
+
+
+def _rebuilt(request: UpdateRequest, old_array, payload) -> memoryview:
+    from git_theta.updates.base import raw_bytes
+
+    return raw_bytes(request.update.apply(old_array, payload))
+
+
+def _store_update(
+    context: FilterContext, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload
+) -> TensorEntry:
+    digest = "sha256:" + hashlib.sha256(new).hexdigest()
+    known = context.known.get(digest)
+    if known is not None and (known.dtype, known.shape) == (spec.dtype, spec.shape):
+        return known  # the update gives a tensor already stored
+    header = update_header(kind, base, payload.params)
+    oid, stored = store_update(context.store, update_parts(payload), digest, header, context.level, frame_executor())
+    entry = TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, (base.link, *base.base))
+    context.known[digest] = entry
+    return entry
+
+
+def _keyframe(context: FilterContext, spec: TensorSpec, data: memoryview, digest: str) -> TensorEntry:
+    oid, stored = store_dense(context.store, data, digest, itemsize(spec.dtype), context.level, frame_executor())
+    return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"git-theta: {message}\n")
