@@ -5,10 +5,18 @@ from __future__ import annotations
 from git_theta import plugins
 from git_theta.checkpoints.base import Checkpoint, CheckpointError
 
+#: The original Git-Theta's checkpoint names (as in an old ``GIT_THETA_CHECKPOINT_TYPE``) -> ours.
+ALIASES = {
+    "pytorch": "torch",
+    "pickled-dict": "torch",
+    "pickled_dict": "torch",
+    "safetensors-checkpoint": "safetensors",
+}
+
 
 def load(name: str) -> type[Checkpoint]:
-    """Return the checkpoint plugin called ``name``."""
-    return plugins.load(plugins.CHECKPOINTS, name)
+    """Return the checkpoint plugin called ``name`` (or by the original Git-Theta's name for it)."""
+    return plugins.load(plugins.CHECKPOINTS, ALIASES.get(name, name))
 
 
 def detect(path: str, head: bytes, explicit: str | None = None) -> type[Checkpoint]:

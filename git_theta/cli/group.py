@@ -26,6 +26,7 @@ COMMANDS = {
     "smudge": "git_theta.cli.filter:smudge",
     "filter-process": "git_theta.cli.filter:filter_process",
     "hook": "git_theta.cli.hook:hook",
+    "migrate": "git_theta.cli.migrate:migrate",
     "merge": "git_theta.cli.merge:merge",
     "merge-driver": "git_theta.cli.merge:merge_driver",
 }

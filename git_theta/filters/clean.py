@@ -8,6 +8,7 @@ import os
 from functools import partial
 from typing import BinaryIO
 
+from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.detect import detect
 from git_theta.filters.context import FilterContext
@@ -28,7 +29,13 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     whole = _Prefixed(head, stream)
     if is_metadata(head):
         return _pass_through_metadata(whole.read(), path)
+    if legacy.is_legacy_metadata(head):  # Git-Theta 0.2 metadata checked out without weights
+        return legacy.pass_through(whole.read(), path)
     previous = context.previous_metadata(path)
+    if previous is None:  # a checkout of a Git-Theta 0.2 file stays unmodified while its tensors are the same
+        whole, kept = legacy.keep_unchanged(path, head, whole, context)
+        if kept is not None:
+            return kept
     if previous is not None:
         context.remember(previous)
     context.remember_neighbours(path)

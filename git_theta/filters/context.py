@@ -52,7 +52,8 @@ class FilterContext:
         self.known: dict[str, TensorEntry] = {}
         #: Tensor name -> its previous value, for storing a changed tensor as an update of it.
         self.previous: dict[str, TensorEntry] = {}
-        self._blobs = blobs
+        #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
+        self.blobs = blobs
         self._directories_seen: set[str] = set()
 
     @classmethod
@@ -67,18 +68,25 @@ class FilterContext:
         context.skip_smudge = context.skip_smudge or settings.lazy
         return context
 
-    def previous_metadata(self, path: str) -> CheckpointMetadata | None:
-        """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""
-        if self._blobs is None:
+    def previous_blob(self, path: str) -> bytes | None:
+        """Return what git stores for ``path`` in the index, or else in HEAD (None if neither has it)."""
+        if self.blobs is None:
             return None
         for name in (f":{path}", f"HEAD:{path}"):
-            data = self._blobs.read(name)
-            if data is not None and is_metadata(data):
-                try:
-                    return CheckpointMetadata.loads(data)
-                except MetadataError:
-                    return None
+            data = self.blobs.read(name)
+            if data is not None:
+                return data
         return None
+
+    def previous_metadata(self, path: str) -> CheckpointMetadata | None:
+        """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""
+        data = self.previous_blob(path)
+        if data is None or not is_metadata(data):
+            return None
+        try:
+            return CheckpointMetadata.loads(data)
+        except MetadataError:
+            return None
 
     def remember(self, metadata: CheckpointMetadata) -> None:
         """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates."""
@@ -93,7 +101,7 @@ class FilterContext:
         recognised and not stored again.
         """
         directory = posixpath.dirname(path)
-        if self._blobs is None or directory in self._directories_seen:
+        if self.blobs is None or directory in self._directories_seen:
             return
         self._directories_seen.add(directory)
         pattern = [f":(top,glob){directory}/*" if directory else ":(top,glob)*"]
@@ -102,7 +110,7 @@ class FilterContext:
             blobs = {**tree_blobs("HEAD", pattern, "."), **blobs}
         blobs.pop(path, None)
         for neighbour in tracked_by_theta(sorted(blobs)):
-            data = self._blobs.read(blobs[neighbour])
+            data = self.blobs.read(blobs[neighbour])
             if data is not None and is_metadata(data):
                 with suppress(MetadataError):
                     self.remember(CheckpointMetadata.loads(data))
@@ -111,7 +119,7 @@ class FilterContext:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""
         if os.environ.get(CHECKPOINT_TYPE_ENV):
             return os.environ[CHECKPOINT_TYPE_ENV]
-        if self._blobs is None:
+        if self.blobs is None:
             return None
         value = check_attr(CHECKPOINT_ATTRIBUTE, [path]).get(path, "unspecified")
         return None if value in ("unspecified", "unset", "set") else value
@@ -119,5 +127,5 @@ class FilterContext:
     def close(self) -> None:
         """Release the thread pool and git processes."""
         self.executor.shutdown(wait=True, cancel_futures=True)
-        if self._blobs is not None:
-            self._blobs.close()
+        if self.blobs is not None:
+            self.blobs.close()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import BinaryIO
 
+from git_theta import legacy
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
 from git_theta.filters.context import FilterContext
@@ -27,6 +28,8 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
     here, so a filter can still answer git with a clean error.
     """
     if not is_metadata(data):
+        if legacy.is_legacy_metadata(data):  # written by Git-Theta 0.2
+            return legacy.smudge_writer(data, path, context)
         return lambda out: out.write(data)  # not ours (committed before it was tracked): leave it as it is
     try:
         metadata = CheckpointMetadata.loads(data)
