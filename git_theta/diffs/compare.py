@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from git_theta.checkpoints.base import Tensor
@@ -12,7 +12,7 @@ from git_theta.diffs.numeric import comparable, compare
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, CheckpointDiff, Layout, TensorDiff
 from git_theta.diffs.store import ObjectReader
-from git_theta.metadata import CheckpointMetadata
+from git_theta.metadata import CheckpointMetadata, TensorEntry
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Item:
     layout: Layout
     hash: str | None
     load: Callable[[], memoryview]
+    #: For a tensor stored as an update: the hash of the value it was stored against, and how to read that value.
+    base_hash: str | None = None
+    load_base: Callable[[], memoryview] | None = None
 
     def digest(self) -> str:
         """The tensor hash, computed from the bytes when the side did not record it."""
@@ -46,10 +49,7 @@ class Side:
     def stored(cls, metadata: CheckpointMetadata, reader: ObjectReader, path: str) -> Side:
         """A side described by metadata, its tensors decoded from objects only when needed."""
         return cls(
-            [
-                Item(name, Layout(entry.dtype, entry.shape), entry.hash, partial(reader.load, path, name, entry))
-                for name, entry in metadata.tensors.items()
-            ],
+            [_stored_item(name, entry, reader, path) for name, entry in metadata.tensors.items()],
             metadata.checkpoint_type,
         )
 
@@ -64,6 +64,14 @@ class Side:
             kind,
             streamed=True,
         )
+
+
+def _stored_item(name: str, entry: TensorEntry, reader: ObjectReader, path: str) -> Item:
+    item = Item(name, Layout(entry.dtype, entry.shape), entry.hash, partial(reader.load, path, name, entry))
+    if not entry.base:
+        return item
+    base = entry.base_entry()
+    return replace(item, base_hash=base.hash, load_base=partial(reader.load, path, name, base))
 
 
 def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:

@@ -1,9 +1,12 @@
 """The textconv driver (``diff.theta.textconv``): one side of a checkpoint as one readable line per tensor.
 
 ``git log -p`` and ``git show`` (and ``git diff --no-ext-diff``) diff these lines, so a changed tensor shows as a
-``-`` and a ``+`` line with the statistics of each side. git hands us the file in its working tree form (it has run
-the smudge filter); when checkouts skip the weights (``GIT_LFS_SKIP_SMUDGE=1``) it hands us the metadata, and the
-statistics come from the tensor objects stored locally.
+``-`` and a ``+`` line with the statistics of each side. A tensor stored as an update of its previous value (as
+fine-tuning commits store theirs) also shows how it changed since that value: the number and fraction of changed
+elements, the L2 norm of the change, the change relative to the previous norm, and the cosine.
+
+git hands us the file in its working tree form (it has run the smudge filter); when checkouts skip the weights
+(``GIT_LFS_SKIP_SMUDGE=1``) it hands us the metadata, and the statistics come from the tensor objects stored locally.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TextIO
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.diffs.compare import Item
-from git_theta.diffs.numeric import summarize
+from git_theta.diffs.numeric import compare, summarize
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
 from git_theta.diffs.sources import side_of_file
@@ -53,4 +56,20 @@ def _line(item: Item) -> tuple[str, int]:
         stats = f"mean {fmt(summary.mean)}  std {fmt(summary.std)}  l2 {fmt(summary.l2)}"
         if summary.nonfinite:
             stats += f"  non-finite {summary.nonfinite}"
+        stats += _change_from_base(item, data)
     return f"{item.name}  {item.layout}  {stats}  {digest[:19]}\n", item.layout.elements
+
+
+def _change_from_base(item: Item, data: memoryview) -> str:
+    """For a tensor stored as an update: how it differs from the value it was stored against (its previous value)."""
+    if item.load_base is None or item.base_hash is None:
+        return ""
+    try:
+        base = item.load_base()
+    except ObjectError:
+        return ""
+    change = compare(base, data, item.layout.dtype, item.layout.dtype)
+    return (
+        f"  | since {item.base_hash[:19]}: changed {change.changed}/{change.elements} ({change.fraction:.2%})"
+        f"  l2 {fmt(change.l2)}  rel {fmt(change.rel)}  cos {change.cos:.6f}"
+    )

@@ -88,6 +88,9 @@ def test_minilm_one_tensor_changed(repo: Path, minilm: Path) -> None:
         f"-{NAME}",
         f"+{NAME}",
     ]
+    # The tensor was stored as a delta of its previous value, so its + line also says how it changed since then.
+    (added_line,) = [line for line in logged.splitlines() if line.startswith("+e")]
+    assert "changed 192/384 (50.00%)" in added_line
     extended = git("log", "-p", "-1", "--ext-diff", cwd=repo).stdout.decode()
     assert "changed 192/384 (50.00%)" in extended
 
