@@ -1,9 +1,9 @@
 """The textconv driver (``diff.theta.textconv``): one side of a checkpoint as one readable line per tensor.
 
 ``git log -p`` and ``git show`` (and ``git diff --no-ext-diff``) diff these lines, so a changed tensor shows as a
-``-`` and a ``+`` line with the statistics of each side. A tensor stored as an update of its previous value (as
-fine-tuning commits store theirs) also shows how it changed since that value: the number and fraction of changed
-elements, the L2 norm of the change, the change relative to the previous norm, and the cosine.
+``-`` and a ``+`` line with the statistics of each side. A tensor stored as an update (as fine-tuning commits store
+theirs) also shows how it changed since the value it was stored against: the number and fraction of changed
+elements, the L2 norm of the change, the change relative to that value's norm, and the cosine.
 
 git hands us the file in its working tree form (it has run the smudge filter); when checkouts skip the weights
 (``GIT_LFS_SKIP_SMUDGE=1``) it hands us the metadata, and the statistics come from the tensor objects stored locally.
@@ -61,7 +61,7 @@ def _line(item: Item) -> tuple[str, int]:
 
 
 def _change_from_base(item: Item, data: memoryview) -> str:
-    """For a tensor stored as an update: how it differs from the value it was stored against (its previous value)."""
+    """For a tensor stored as an update: how it differs from the value it was stored against."""
     if item.load_base is None or item.base_hash is None:
         return ""
     try:

@@ -93,6 +93,9 @@ class FilterContext:
         for name, entry in metadata.tensors.items():
             self.known.setdefault(entry.hash, entry)
             self.previous.setdefault(name, entry)
+            while entry.base:  # the values under an update are stored too: a return to one stores nothing
+                entry = entry.base_entry()
+                self.known.setdefault(entry.hash, entry)
 
     def remember_neighbours(self, path: str) -> None:
         """Remember the checkpoints tracked beside ``path`` (in the index and HEAD), once per directory.

@@ -2,8 +2,12 @@
 
 Candidates are the tensor compressed on its own, the ``delta`` of its bit patterns from the previous value, and,
 when few elements changed, a ``sparse`` list of them. Small tensors are encoded every way and the smallest kept;
-large ones are judged on a sample of blocks. An update is only considered while the chain of updates under it stays
-within ``theta.maxDeltaDepth``, so rebuilding any version costs a bounded number of decodes.
+large ones are judged on a sample of blocks.
+
+Updates are taken against the *keyframe* of the previous value, the version of the tensor last stored whole, not
+against the previous value itself: every version then rebuilds from two objects, however long the history, so
+checking out version 100 costs what version 1 does. As the weights drift from the keyframe the update grows, until
+storing the tensor whole is cheaper; that version becomes the next keyframe.
 """
 
 from __future__ import annotations
@@ -62,13 +66,22 @@ def update_header(name: str, base: TensorEntry, params: dict[str, Any]) -> dict[
 def _usable_base(
     context: FilterContext, spec: TensorSpec, digest: str, previous: TensorEntry | None
 ) -> TensorEntry | None:
-    if previous is None or previous.hash == digest or not previous.nbytes:
+    """The value to store a changed tensor against: the keyframe under its previous value (see the module doc)."""
+    if previous is None or previous.hash == digest or not previous.nbytes or context.max_delta_depth < 1:
         return None
-    if (previous.dtype, previous.shape) != (spec.dtype, spec.shape) or len(previous.base) >= context.max_delta_depth:
+    if (previous.dtype, previous.shape) != (spec.dtype, spec.shape):
         return None
-    if not all(context.store.has(oid) for oid in previous.objects()):
+    keyframe = keyframe_of(previous)
+    if not context.store.has(keyframe.oid):
         return None  # a lazy checkout: not worth a download
-    return previous
+    return keyframe
+
+
+def keyframe_of(entry: TensorEntry) -> TensorEntry:
+    """The tensor stored whole at the bottom of ``entry``'s chain (``entry`` itself when it is stored whole)."""
+    while entry.base:
+        entry = entry.base_entry()
+    return entry
 
 
 def _update_candidates(

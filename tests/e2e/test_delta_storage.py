@@ -63,8 +63,7 @@ def test_a_fine_tuned_version_is_stored_as_deltas_and_checks_out_exactly(repo: P
     assert git("status", "--porcelain", cwd=clone).stdout == b""
 
 
-def test_chains_stay_bounded_and_every_version_checks_out(repo: Path) -> None:
-    git("config", "theta.maxDeltaDepth", "2", cwd=repo)
+def test_every_version_is_one_update_from_a_keyframe_and_checks_out(repo: Path) -> None:
     model = random_model(seed=3)
     versions = []
     for step in range(5):
@@ -74,7 +73,7 @@ def test_chains_stay_bounded_and_every_version_checks_out(repo: Path) -> None:
         commit_all(repo, f"v{step}")
         git("tag", f"v{step}", cwd=repo)
     depths = [max(len(t.get("base", [])) for t in entries(repo, f"v{step}").values()) for step in range(5)]
-    assert depths == [0, 1, 2, 0, 1]
+    assert depths == [0, 1, 1, 1, 1]
     for step, expected in enumerate(versions):
         git("checkout", "-q", f"v{step}", cwd=repo)
         assert (repo / "model.safetensors").read_bytes() == expected
@@ -117,3 +116,13 @@ def test_a_tensor_moved_to_another_file_is_not_stored_again(repo: Path) -> None:
     save_safetensors(repo / "model-b.safetensors", {k: model[k] for k in names[2:]})
     commit_all(repo, "re-sharded")
     assert lfs_objects(repo) == before
+
+
+def test_max_delta_depth_zero_stores_every_changed_tensor_whole(repo: Path) -> None:
+    git("config", "theta.maxDeltaDepth", "0", cwd=repo)
+    model = random_model(seed=7)
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "base")
+    save_safetensors(repo / "model.safetensors", nudged(model, 8))
+    commit_all(repo, "tuned")
+    assert {t.get("update", "dense") for t in entries(repo).values()} == {"dense"}
