@@ -10,17 +10,20 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
 
+from git_theta.dtypes import itemsize
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import ordered_map
 from git_theta.storage.codec import Block, ObjectReader
+from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
 from git_theta.storage.tensors import read_tensor
 
 #: Blocks (of 1 MiB) decoded ahead of the one being written.
 AHEAD = 8
 
-_Task = tuple[int, "ObjectReader | _Rebuilt", Block | None, bool]
-_Done = tuple[int, "ObjectReader | _Rebuilt", memoryview, bool]
+_Source = "ObjectReader | _DeltaBlocks | _Rebuilt"
+_Task = tuple[int, _Source, Block | tuple[Block, Block] | None, bool]
+_Done = tuple[int, _Source, memoryview, bool]
 
 
 def stream_tensors(
@@ -38,6 +41,13 @@ def stream_tensors(
 
 def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterator[_Task]:
     for index, (label, entry) in enumerate(tensors):
+        if entry.update == "delta" and len(entry.base) == 1:  # a delta from a keyframe: block by block
+            pair = _DeltaBlocks(store, entry, label)
+            for position, blocks in enumerate(pair.blocks):
+                yield index, pair, blocks, position == len(pair.blocks) - 1
+            if not pair.blocks:
+                yield index, pair, None, True
+            continue
         if entry.update != DENSE:  # rebuilt from its base chain, whole and verified
             yield index, _Rebuilt(store, entry, label), None, True
             continue
@@ -53,6 +63,47 @@ def _decode(task: _Task) -> _Done:
     if isinstance(reader, _Rebuilt):
         return index, reader, reader.read(), last
     return index, reader, reader.read_block(block) if block else memoryview(b""), last
+
+
+class _DeltaBlocks:
+    """A tensor stored as a delta from a keyframe: each block is the keyframe's block plus the delta's, decoded as
+    one task, so a fine-tuned version streams on every core like a dense one. The result is hashed as it goes."""
+
+    codec = "delta"
+
+    def __init__(self, store: ObjectStore, entry: TensorEntry, label: str) -> None:
+        keyframe = entry.base_entry()
+        self.dtype, self.label, self.hash = entry.dtype, label, entry.hash
+        self.keyframe = ObjectReader(
+            store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, f"{keyframe.oid[:12]} (base)"
+        )
+        self.delta = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
+        update, parts = self.delta.update or {}, self.delta.parts()
+        if update.get("type") != "delta" or update.get("base") != keyframe.hash or len(parts) != 1:
+            raise ObjectError(f"object {label} is not the delta update the metadata describes")
+        self.part_dtype = parts[0][1]
+        layout = [(start, length) for _, _, start, length, _ in self.keyframe.blocks]
+        if layout != [(start, length) for _, _, start, length, _ in self.delta.blocks]:
+            raise ObjectError(f"object {label} does not line up with its base")
+        self.blocks = list(zip(self.keyframe.blocks, self.delta.blocks, strict=True))
+
+    def read_block(self, blocks: tuple[Block, Block]) -> memoryview:
+        from git_theta.updates.base import Payload, as_array, raw_bytes
+        from git_theta.updates.delta import DeltaUpdate
+
+        base, delta = self.keyframe.read_block(blocks[0]), self.delta.read_block(blocks[1])
+        count = len(base) // itemsize(self.dtype)
+        differences = as_array(delta, self.part_dtype, (len(delta) // itemsize(self.part_dtype),))
+        new = DeltaUpdate().apply(as_array(base, self.dtype, (count,)), Payload({"delta": differences}, {}))
+        return raw_bytes(new)
+
+    def check_hash(self, digest: hashlib._Hash) -> None:
+        if "sha256:" + digest.hexdigest() != self.hash:
+            raise ObjectError(f"tensor {self.label}: its delta and base do not give the committed tensor")
+
+    def close(self) -> None:
+        self.keyframe.close()
+        self.delta.close()
 
 
 class _Rebuilt:
@@ -74,11 +125,12 @@ def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
     digest = hashlib.sha256()
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
-        if reader.codec == "raw":  # zstd frames carry their own checksums; raw objects are hashed
+        hashed = reader.codec in ("raw", "delta")  # zstd frames carry their own checksums; the rest are hashed
+        if hashed:
             digest.update(data)
         yield data
         if last:
             reader.close()
-            if reader.codec == "raw":
+            if hashed:
                 reader.check_hash(digest)
             return

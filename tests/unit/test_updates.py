@@ -189,3 +189,26 @@ def test_a_wrong_base_is_detected() -> None:
     forged = entry._replace(base=(other.link,))
     with pytest.raises(ObjectError, match="not the delta update"):
         read_tensor(store, forged, "t")
+
+
+@pytest.mark.parametrize("size", [64, 3 << 20])  # one raw block; several 1 MiB frames
+def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from git_theta.storage.streaming import stream_tensors
+
+    rng = np.random.default_rng(5)
+    store = MemoryObjectStore()
+    old = rng.standard_normal(size // 4).astype(np.float32)
+    new = old + rng.standard_normal(old.shape).astype(np.float32) * np.float32(1e-4)
+    entry = store_as(store, "delta", DeltaUpdate().infer(old, new), dense_entry(store, "F32", old), new)
+    with ThreadPoolExecutor(2) as pool:
+        (chunks,) = list(stream_tensors(store, [("t", entry)], pool))
+        assert b"".join(bytes(c) for c in chunks) == new.tobytes()
+        corrupt = bytearray(store.objects[entry.oid])
+        corrupt[-5] ^= 0xFF
+        store.objects[entry.oid] = bytes(corrupt)
+        with pytest.raises(ObjectError):
+            for chunks in stream_tensors(store, [("t", entry)], pool):
+                for _ in chunks:
+                    pass
