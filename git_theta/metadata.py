@@ -54,6 +54,8 @@ class TensorEntry(NamedTuple):
 
     A tensor stored as an update (``update`` other than ``dense``) also lists its ``base`` chain: the tensor values
     its object applies to, nearest first, down to one stored whole. They are named by content, never by commit.
+    A tensor that changed also names its ``previous`` value (and that value's chain), so that a diff of one side
+    can say how it changed; nothing needs it to rebuild the tensor.
     """
 
     dtype: str
@@ -64,6 +66,7 @@ class TensorEntry(NamedTuple):
     stored: int
     update: str = DENSE
     base: tuple[BaseLink, ...] = ()
+    previous: tuple[BaseLink, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of this entry."""
@@ -78,6 +81,8 @@ class TensorEntry(NamedTuple):
         if self.update != DENSE:
             data["update"] = self.update
             data["base"] = [link.to_json() for link in self.base]
+        if self.previous:
+            data["previous"] = [link.to_json() for link in self.previous]
         return data
 
     @property
@@ -87,8 +92,17 @@ class TensorEntry(NamedTuple):
 
     def base_entry(self) -> TensorEntry:
         """The entry of the value this update applies to (same dtype and shape)."""
-        first, *rest = self.base
-        return self._replace(hash=first.hash, oid=first.oid, stored=first.stored, update=first.update, base=tuple(rest))
+        return self._from_chain(self.base)
+
+    def previous_entry(self) -> TensorEntry | None:
+        """The entry of the value this tensor had before it changed, if recorded."""
+        return self._from_chain(self.previous) if self.previous else None
+
+    def _from_chain(self, chain: tuple[BaseLink, ...]) -> TensorEntry:
+        first, *rest = chain
+        return self._replace(
+            hash=first.hash, oid=first.oid, stored=first.stored, update=first.update, base=tuple(rest), previous=()
+        )
 
     def objects(self) -> dict[str, int]:
         """Every object (oid -> stored size) needed to rebuild this tensor: its own and its bases'."""
@@ -109,6 +123,7 @@ class TensorEntry(NamedTuple):
                 stored=int(data["stored"]),
                 update=str(data.get("update", DENSE)),
                 base=tuple(_link(item) for item in data.get("base", ())),
+                previous=tuple(_link(item) for item in data.get("previous", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
@@ -116,13 +131,18 @@ class TensorEntry(NamedTuple):
             raise MetadataError(f"tensor {name!r} has dtype {entry.dtype!r}, unknown to this git-theta; upgrade it")
         if any(dim < 0 for dim in entry.shape) or entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
             raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
-        links = [entry.link, *entry.base]
-        if not all(_is_sha256(link.oid) and _is_hash(link.hash) and link.stored >= 0 for link in links):
-            raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
-        chain_ok = all(link.update != DENSE for link in links[:-1]) and links[-1].update == DENSE
-        if not chain_ok or len(entry.base) > MAX_CHAIN:
-            raise MetadataError(f"tensor {name!r} has a malformed base chain")
+        for chain in ([entry.link, *entry.base], list(entry.previous)):
+            if not all(_is_sha256(link.oid) and _is_hash(link.hash) and link.stored >= 0 for link in chain):
+                raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
+            if chain and not _valid_chain(chain):
+                raise MetadataError(f"tensor {name!r} has a malformed base chain")
         return entry
+
+
+def _valid_chain(chain: list[BaseLink]) -> bool:
+    """Updates all the way down to one value stored whole, and not absurdly deep."""
+    updates, last = chain[:-1], chain[-1]
+    return all(link.update != DENSE for link in updates) and last.update == DENSE and len(chain) <= MAX_CHAIN + 1
 
 
 def _link(item: Any) -> BaseLink:

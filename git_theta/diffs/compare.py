@@ -23,9 +23,9 @@ class Item:
     layout: Layout
     hash: str | None
     load: Callable[[], memoryview]
-    #: For a tensor stored as an update: the hash of the value it was stored against, and how to read that value.
-    base_hash: str | None = None
-    load_base: Callable[[], memoryview] | None = None
+    #: For a tensor that changed when it was committed: the hash of its previous value, and how to read it.
+    previous_hash: str | None = None
+    load_previous: Callable[[], memoryview] | None = None
 
     def digest(self) -> str:
         """The tensor hash, computed from the bytes when the side did not record it."""
@@ -68,10 +68,10 @@ class Side:
 
 def _stored_item(name: str, entry: TensorEntry, reader: ObjectReader, path: str) -> Item:
     item = Item(name, Layout(entry.dtype, entry.shape), entry.hash, partial(reader.load, path, name, entry))
-    if not entry.base:
+    previous = entry.previous_entry()
+    if previous is None:
         return item
-    base = entry.base_entry()
-    return replace(item, base_hash=base.hash, load_base=partial(reader.load, path, name, base))
+    return replace(item, previous_hash=previous.hash, load_previous=partial(reader.load, path, name, previous))
 
 
 def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:

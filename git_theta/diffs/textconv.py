@@ -1,9 +1,10 @@
 """The textconv driver (``diff.theta.textconv``): one side of a checkpoint as one readable line per tensor.
 
 ``git log -p`` and ``git show`` (and ``git diff --no-ext-diff``) diff these lines, so a changed tensor shows as a
-``-`` and a ``+`` line with the statistics of each side. A tensor stored as an update (as fine-tuning commits store
-theirs) also shows how it changed since the value it was stored against: the number and fraction of changed
-elements, the L2 norm of the change, the change relative to that value's norm, and the cosine.
+``-`` and a ``+`` line with the statistics of each side. A tensor that changed when it was committed also shows how
+it changed since its previous value (which its metadata names): the number and fraction of changed elements, the
+L2 norm of the change, the change relative to the previous norm, and the cosine. In ``git log -p`` and ``git show``
+that is the commit's own change.
 
 git hands us the file in its working tree form (it has run the smudge filter); when checkouts skip the weights
 (``GIT_LFS_SKIP_SMUDGE=1``) it hands us the metadata, and the statistics come from the tensor objects stored locally.
@@ -56,20 +57,20 @@ def _line(item: Item) -> tuple[str, int]:
         stats = f"mean {fmt(summary.mean)}  std {fmt(summary.std)}  l2 {fmt(summary.l2)}"
         if summary.nonfinite:
             stats += f"  non-finite {summary.nonfinite}"
-        stats += _change_from_base(item, data)
+        stats += _change_since_previous(item, data)
     return f"{item.name}  {item.layout}  {stats}  {digest[:19]}\n", item.layout.elements
 
 
-def _change_from_base(item: Item, data: memoryview) -> str:
-    """For a tensor stored as an update: how it differs from the value it was stored against."""
-    if item.load_base is None or item.base_hash is None:
+def _change_since_previous(item: Item, data: memoryview) -> str:
+    """For a tensor that changed when committed: how it differs from its previous value (if stored locally)."""
+    if item.load_previous is None or item.previous_hash is None:
         return ""
     try:
-        base = item.load_base()
+        previous = item.load_previous()
     except ObjectError:
         return ""
-    change = compare(base, data, item.layout.dtype, item.layout.dtype)
+    change = compare(previous, data, item.layout.dtype, item.layout.dtype)
     return (
-        f"  | since {item.base_hash[:19]}: changed {change.changed}/{change.elements} ({change.fraction:.2%})"
+        f"  | since {item.previous_hash[:19]}: changed {change.changed}/{change.elements} ({change.fraction:.2%})"
         f"  l2 {fmt(change.l2)}  rel {fmt(change.rel)}  cos {change.cos:.6f}"
     )

@@ -70,7 +70,7 @@ def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, Te
     if known is not None and (known.dtype, known.shape) == (spec.dtype, spec.shape):
         return spec, known
     if known is not None and known.update == DENSE:  # the same bytes under another dtype or shape
-        entry = known._replace(dtype=spec.dtype, shape=spec.shape)
+        entry = known._replace(dtype=spec.dtype, shape=spec.shape, previous=())
     else:
         entry = cheapest(context, spec, data, digest, context.previous.get(spec.name))
     context.known[digest] = entry

@@ -111,7 +111,8 @@ def _store_update(
         return known  # the update gives a tensor already stored
     header = update_header(kind, base, payload.params)
     oid, stored = store_update(context.store, update_parts(payload), digest, header, context.level, frame_executor())
-    entry = TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, (base.link, *base.base))
+    chain = (base.link, *base.base)
+    entry = TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, chain, previous=chain)
     context.known[digest] = entry
     return entry
 

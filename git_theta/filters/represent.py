@@ -34,7 +34,16 @@ Parts = list[tuple[str, str, tuple[int, ...], memoryview]]
 def cheapest(
     context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
 ) -> TensorEntry:
-    """Store ``data`` in its cheapest exact form and return its entry."""
+    """Store ``data`` in its cheapest exact form and return its entry (naming ``previous``, if the same kind)."""
+    entry = _store_cheapest(context, spec, data, digest, previous)
+    if previous is not None and (previous.dtype, previous.shape) == (spec.dtype, spec.shape):
+        entry = entry._replace(previous=(previous.link, *previous.base))
+    return entry
+
+
+def _store_cheapest(
+    context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
+) -> TensorEntry:
     base = _usable_base(context, spec, digest, previous)
     candidates = _update_candidates(context, spec, data, base) if base is not None else []
     group = itemsize(spec.dtype)

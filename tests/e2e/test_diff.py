@@ -284,3 +284,25 @@ def test_bad_input_is_one_clear_line(repo: Path, args: tuple[str, ...], message:
     assert result.returncode != 0
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("git-theta: error: ") and message in lines[0], lines
+
+
+def test_git_show_gives_each_commits_own_change_however_the_tensor_is_stored(repo: Path) -> None:
+    model = random_model(seed=11, width=64)
+    save_safetensors(repo / "model.safetensors", model)
+    commit(repo, "v0")
+    versions = [model]
+    for step, rows in ((1, slice(0, 8)), (2, slice(8, 40))):
+        model = {k: v.copy() for k, v in model.items()}
+        model["layer0.weight"][rows] += np.float32(1e-3) * step
+        model["layer1.weight"] = np.random.default_rng(step).standard_normal((64, 64), dtype=np.float32)  # rewritten
+        save_safetensors(repo / "model.safetensors", model)
+        commit(repo, f"v{step}")
+        versions.append(model)
+
+    shown = git("show", "HEAD", cwd=repo).stdout.decode()
+    added = {line.split()[0][1:]: line for line in shown.splitlines() if line.startswith("+layer")}
+    old, new = versions[1], versions[2]
+    for name in ("layer0.weight", "layer1.weight"):
+        want = expected(old[name], new[name], np.uint32)
+        assert f"changed {want['changed']}/4096 " in added[name], added[name]  # v1 -> v2, not v0 -> v2
+        assert f"cos {want['cos']:.6f}" in added[name]
