@@ -36,8 +36,10 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         whole, kept = legacy.keep_unchanged(path, head, whole, context)
         if kept is not None:
             return kept
-    if previous is not None:
-        context.remember(previous)
+    # HEAD's tensors first: a file that returns to its committed content gets exactly the committed entries back.
+    for metadata in (context.committed_metadata(path), previous):
+        if metadata is not None:
+            context.remember(metadata)
     context.remember_neighbours(path)
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)

@@ -80,13 +80,11 @@ class FilterContext:
 
     def previous_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""
-        data = self.previous_blob(path)
-        if data is None or not is_metadata(data):
-            return None
-        try:
-            return CheckpointMetadata.loads(data)
-        except MetadataError:
-            return None
+        return _parsed(self.previous_blob(path))
+
+    def committed_metadata(self, path: str) -> CheckpointMetadata | None:
+        """Return the metadata of ``path`` in HEAD, if it is ours."""
+        return _parsed(self.blobs.read(f"HEAD:{path}")) if self.blobs is not None else None
 
     def remember(self, metadata: CheckpointMetadata) -> None:
         """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates."""
@@ -132,3 +130,12 @@ class FilterContext:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.blobs is not None:
             self.blobs.close()
+
+
+def _parsed(data: bytes | None) -> CheckpointMetadata | None:
+    if data is None or not is_metadata(data):
+        return None
+    try:
+        return CheckpointMetadata.loads(data)
+    except MetadataError:
+        return None

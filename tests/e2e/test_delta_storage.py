@@ -126,3 +126,17 @@ def test_max_delta_depth_zero_stores_every_changed_tensor_whole(repo: Path) -> N
     save_safetensors(repo / "model.safetensors", nudged(model, 8))
     commit_all(repo, "tuned")
     assert {t.get("update", "dense") for t in entries(repo).values()} == {"dense"}
+
+
+def test_returning_to_the_committed_content_restores_the_committed_metadata(repo: Path) -> None:
+    model = random_model(seed=9)
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "base")
+    save_safetensors(repo / "model.safetensors", nudged(model, 10))
+    commit_all(repo, "tuned")
+    committed = (repo / "model.safetensors").read_bytes()
+    save_safetensors(repo / "model.safetensors", nudged(model, 11))
+    git("add", "model.safetensors", cwd=repo)  # another version staged
+    (repo / "model.safetensors").write_bytes(committed)
+    git("add", "model.safetensors", cwd=repo)  # and the committed one again
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
