@@ -39,6 +39,13 @@ def fsck(remote: str | None) -> None:
             click.echo(problem)
         problems += remote_problems
     where = f" locally and on remote {remote!r}" if remote is not None else " locally"
+    legacy = checks.legacy_paths()
+    if legacy:
+        click.echo(
+            f"git-theta: not checked: {', '.join(legacy)} in Git-Theta 0.2's format (in some commits or the index); "
+            "fsck checks only this git-theta's objects ('git theta migrate' stores them in its format going forward)",
+            err=True,
+        )
     if problems:
         raise FsckError(
             f"fsck found {len(problems)} problem(s) with {len(usages)} referenced object(s); a local object comes "

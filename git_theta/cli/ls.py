@@ -6,12 +6,18 @@ import json
 
 import click
 
+from git_theta.dtypes import element_count, itemsize
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import resolve_tree
 from git_theta.git.runner import run, split_z
+from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, is_metadata
+
+#: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
+LEGACY_NOTE = "Git-Theta 0.2 format; run git theta migrate"
+Legacy = dict[tuple[str, ...], LegacyEntry]
 
 
 @click.command()
@@ -28,7 +34,10 @@ def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
     if not found:
         click.echo(f"git-theta: no tracked checkpoints at {rev or 'the index'}", err=True)
     for path, metadata in found:
-        _print_checkpoint(path, metadata, tensors)
+        if isinstance(metadata, CheckpointMetadata):
+            _print_checkpoint(path, metadata, tensors)
+        else:
+            _print_legacy(path, metadata, tensors)
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -50,9 +59,19 @@ def _checkpoints(rev: str | None, paths: list[str]):
             data = blobs.read(f"{rev or ''}:{path}")
             if data is not None and is_metadata(data):
                 yield path, CheckpointMetadata.loads(data)
+            elif data is not None and is_legacy_metadata(data):
+                from git_theta.legacy.metadata import parse
+
+                yield path, parse(data, path)
 
 
-def _as_json(metadata: CheckpointMetadata) -> dict:
+def _as_json(metadata: CheckpointMetadata | Legacy) -> dict:
+    if not isinstance(metadata, CheckpointMetadata):
+        return {
+            "format": "git-theta 0.2",
+            "note": LEGACY_NOTE,
+            "tensors": {e.name: _legacy_json(e) for e in metadata.values()},
+        }
     return {
         "checkpoint_type": metadata.checkpoint_type,
         "tensors": {name: entry.to_json() for name, entry in metadata.tensors.items()},
@@ -73,6 +92,36 @@ def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) ->
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
         update = entry.update if entry.update == DENSE else f"{entry.update} (depth {len(entry.base)})"
         click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}  {update}")
+
+
+def _legacy_json(entry: LegacyEntry) -> dict:
+    return {
+        "dtype": entry.dtype,
+        "shape": list(entry.shape),
+        "update": entry.update_type,
+        "last_commit": entry.last_commit,
+        "oid": entry.oid,
+        "stored": entry.size,
+    }
+
+
+def _print_legacy(path: str, entries: Legacy, tensors: bool) -> None:
+    """Names, dtypes and shapes from the old metadata (an update's dtype is the one the metadata records)."""
+    nbytes = sum(element_count(e.shape) * itemsize(e.dtype) for e in entries.values())
+    stored = {e.oid: e.size for e in entries.values()}
+    click.echo(
+        f"{path}  ({LEGACY_NOTE}; {len(entries)} tensors, {_size(nbytes)}, "
+        f"stored {_size(sum(stored.values()))} in {len(stored)} objects)"
+    )
+    if not tensors or not entries:
+        return
+    width = max(len("tensor"), *(len(e.name) for e in entries.values()))
+    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}  update")
+    for e in entries.values():
+        shape = "x".join(str(d) for d in e.shape) or "scalar"
+        update = e.update_type if e.update_type == "dense" else f"{e.update_type} (of {(e.last_commit or '?')[:12]})"
+        size = element_count(e.shape) * itemsize(e.dtype)
+        click.echo(f"  {e.name:<{width}}  {e.dtype:<8} {shape:<18} {size:>12} {e.size:>12}  {update}")
 
 
 def _size(count: int) -> str:

@@ -11,6 +11,7 @@ from git_theta.checkpoints.detect import detect
 from git_theta.diffs.compare import Side
 from git_theta.diffs.store import ObjectReader
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
+from git_theta.legacy.metadata import is_legacy_metadata
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 
 HEAD_SIZE = 4096
@@ -51,6 +52,10 @@ def side_of_bytes(
         return Side.absent()
     if is_metadata(data):
         return Side.stored(metadata_of(data, path), reader, path)
+    if is_legacy_metadata(data):  # written by Git-Theta 0.2
+        from git_theta.diffs.legacy_side import legacy_side
+
+        return legacy_side(data, path, reader, explicit_type(path, cwd), cwd)
     plugin = detect(path, data[:HEAD_SIZE], explicit_type(path, cwd, fallback))
     _, tensors = plugin().read(io.BytesIO(data), path)
     return Side.read(tensors, plugin.name)
@@ -62,7 +67,7 @@ def side_of_file(
     """The side given by a file on disk, read tensor by tensor (never whole, unless it is metadata)."""
     with open(file, "rb") as stream:
         head = stream.read(HEAD_SIZE)
-    if not head or is_metadata(head):
+    if not head or is_metadata(head) or is_legacy_metadata(head):
         return side_of_bytes(file.read_bytes(), path, reader, fallback, cwd)
     plugin = detect(path, head, explicit_type(path, cwd, fallback))
     return Side.read(_streamed(file, path, plugin), plugin.name)

@@ -32,6 +32,11 @@ class ObjectReader:
         store = LfsObjectStore(lfs_storage())
         return cls(store, partial(fetch_objects, store=store) if download else None)
 
+    @property
+    def fetch(self) -> Fetch | None:
+        """How missing objects are downloaded; None when they are not (textconv)."""
+        return self._fetch
+
     def load(self, path: str, name: str, entry: TensorEntry) -> memoryview:
         """Return the exact bytes of one tensor, checked against its metadata entry."""
         if not all(self.store.has(oid) for oid in entry.objects()):

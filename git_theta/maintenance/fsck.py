@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.catfile import BlobReader
 from git_theta.git.reachability import reachable_revisions
+from git_theta.git.runner import run
+from git_theta.legacy.metadata import is_legacy_metadata
 from git_theta.maintenance.references import Usage, referenced_objects
 from git_theta.pipeline import workers
 from git_theta.storage.objects import LfsObjectStore
 from git_theta.storage.remote_objects import missing_on_remote
 from git_theta.storage.verify import object_problem
+
+#: Git-Theta 0.2 metadata takes about 1 KiB per parameter: larger blobs are not read.
+MAX_LEGACY_METADATA = 64 << 20
 
 
 def referenced() -> tuple[dict[str, Usage], list[str]]:
@@ -36,3 +43,25 @@ def remote_problems(remote: str, usages: dict[str, Usage]) -> list[str]:
     return [
         f"{usages[oid].describe(oid)} is missing on remote {remote!r} ({why})" for oid, why in sorted(missing.items())
     ]
+
+
+def legacy_paths() -> list[str]:
+    """Tracked checkpoints whose metadata in some commit (or the index) is Git-Theta 0.2's, which fsck cannot check."""
+    listing = run("rev-list", "--objects", *reachable_revisions(reflog=False), "--").stdout
+    oids: dict[str, list[str]] = {}
+    for line in listing.decode("utf-8", errors="surrogateescape").splitlines():
+        oid, _, path = line.partition(" ")
+        if path:
+            oids.setdefault(path, []).append(oid)
+    candidates = [oid for path in tracked_by_theta(sorted(oids)) for oid in oids[path]]
+    if not candidates:
+        return []
+    checks = run("cat-file", "--batch-check", input="\n".join(candidates).encode() + b"\n").stdout.decode()
+    found = []
+    with BlobReader() as blobs:
+        for line in checks.splitlines():
+            oid, kind, size = line.split()
+            if kind == "blob" and int(size) <= MAX_LEGACY_METADATA and is_legacy_metadata(blobs.read(oid) or b""):
+                found.append(oid)
+    paths = {oid: path for path, listed in oids.items() for oid in listed}
+    return sorted({paths[oid] for oid in found})

@@ -94,6 +94,9 @@ def test_migrate_commits_our_format_and_keeps_history_readable(installed: Path, 
     assert tensors(repo / "model.pt", "torch") == expected["commits"][-1]["tensors"]
     assert_clean(repo, "model.pt")
     assert b"no checkpoint stored by Git-Theta 0.2" in theta("migrate", cwd=repo).stderr
+    # The same tensors in the two formats: the migration commit changes none (their digests agree).
+    assert json.loads(theta("diff", "HEAD~1", "HEAD", "--format", "json", cwd=repo).stdout)["checkpoints"] == []
+    assert b"@@ 0 changed, 0 added, 0 removed, 5 unchanged @@" in git("diff", "HEAD~1", "HEAD", cwd=repo).stdout
 
     # Going forward: a change is stored in our format; the old commits still check out as before.
     model = make_fixtures.load_torch(repo / "model.pt")
@@ -171,3 +174,84 @@ def test_repositories_made_now_by_git_theta_0_2(installed: Path, tmp_path: Path)
         work.mkdir()
         repo = clone(make_remote(out, name, work), work)
         check_commits(repo, expected[name], name)
+
+
+def values_at(repo: Path, commit: str, tmp_path: Path) -> dict[str, np.ndarray]:
+    """The tensors our smudge filter rebuilds for ``commit`` (checked against the old tool's own checkout)."""
+    file = tmp_path / f"{commit}.pt"
+    file.write_bytes(git("cat-file", "--filters", f"{commit}:model.pt", cwd=repo).stdout)
+    values = make_fixtures.load_torch(file)
+    record = next(r for r in EXPECTED["torch"]["commits"] if r["commit"] == commit)
+    assert {name: make_fixtures.tensor_record(value) for name, value in values.items()} == record["tensors"]
+    return values
+
+
+def numpy_change(old: np.ndarray, new: np.ndarray) -> dict[str, float]:
+    """docs/diff.md's statistics, computed directly with numpy."""
+    changed = old.reshape(-1).view(f"u{old.itemsize}") != new.reshape(-1).view(f"u{new.itemsize}")
+    o, n = old.astype(np.float64).reshape(-1), new.astype(np.float64).reshape(-1)
+    l2 = float(np.linalg.norm(np.where(changed, n - o, 0.0)))
+    return {
+        "changed": int(changed.sum()),
+        "elements": old.size,
+        "l2": l2,
+        "rel": l2 / float(np.linalg.norm(o)),
+        "cos": float(o @ n) / float(np.linalg.norm(o) * np.linalg.norm(n)),
+    }
+
+
+def test_diff_between_legacy_commits(installed: Path, tmp_path: Path) -> None:
+    repo = clone(make_remote(FIXTURES, "torch", tmp_path), tmp_path)
+    commits = [record["commit"] for record in EXPECTED["torch"]["commits"]]
+    values = {commit: values_at(repo, commit, tmp_path) for commit in (commits[0], commits[-2], commits[-1])}
+
+    # git theta diff across the dense, low-rank, sparse and ia3 commits: every changed tensor, as numpy sees it.
+    result = json.loads(theta("diff", commits[0], commits[-1], "--format", "json", cwd=repo).stdout)
+    (checkpoint,) = result["checkpoints"]
+    old, new = values[commits[0]], values[commits[-1]]
+    changed = sorted(name for name in old if not np.array_equal(old[name], new[name]))
+    assert sorted(t["name"] for t in checkpoint["tensors"]) == changed == ["scale", "w1", "w2"]
+    assert checkpoint["unchanged"] == 2 and (checkpoint["added"], checkpoint["removed"]) == (0, 0)
+    for tensor in checkpoint["tensors"]:
+        expected = numpy_change(old[tensor["name"]], new[tensor["name"]])
+        assert tensor["changed"] == expected["changed"] and tensor["elements"] == expected["elements"]
+        for key in ("l2", "rel", "cos"):
+            assert tensor[key] == pytest.approx(expected[key], rel=1e-9), (tensor["name"], key)
+
+    # git diff, through our external driver: the same statistics, shaped like a diff.
+    text = git("diff", "HEAD~1", "HEAD", cwd=repo).stdout.decode()
+    stats = numpy_change(values[commits[-2]]["w2"], values[commits[-1]]["w2"])
+    assert "@@ 1 changed, 0 added, 0 removed, 4 unchanged;" in text
+    assert (
+        f"+    w2  F32 [6, 4]  norm {np.linalg.norm(values[commits[-1]]['w2'].astype(np.float64)):.3e}  "
+        f"changed {stats['changed']}/24 ({stats['changed'] / 24:.2%})  l2 {stats['l2']:.3e}  "
+        f"rel {stats['rel']:.3e}  cos {stats['cos']:.6f}\n"
+    ) in text
+
+    # git theta log: every commit, each compared with its parent.
+    history = json.loads(theta("log", "model.pt", "--format", "json", cwd=repo).stdout)
+    assert [entry["commit"] for entry in history] == commits[::-1]
+    assert [entry["changed"] for entry in history] == [1, 1, 1, 2, 0] and history[-1]["added"] == 5
+
+    # git log -p (textconv, on the checkpoints the smudge filter rebuilds): a changed line per changed tensor.
+    patch = git("log", "-p", "-1", cwd=repo).stdout.decode()
+    w2 = values[commits[-1]]["w2"].astype(np.float64)
+    assert f"+w2  F32 [6, 4]  mean {w2.mean():.3e}  std {w2.std():.3e}  l2 {np.linalg.norm(w2):.3e}" in patch
+    assert sum(line.startswith(("-w2 ", "+w2 ")) for line in patch.splitlines()) == 2
+
+
+def test_ls_and_fsck_name_legacy_checkpoints(installed: Path, tmp_path: Path) -> None:
+    repo = clone(make_remote(FIXTURES, "torch", tmp_path), tmp_path)
+    listed = theta("ls", "HEAD", cwd=repo).stdout.decode().splitlines()
+    assert listed[0].startswith("model.pt  (Git-Theta 0.2 format; run git theta migrate; 5 tensors")
+    rows = {line.split()[0]: line.split()[1:] for line in listed[2:]}
+    record = EXPECTED["torch"]["commits"][-1]["tensors"]
+    assert sorted(rows) == sorted(record)
+    assert rows["w1"][:2] == ["F32", "8x6"] and rows["w2"][-3:] == ["ia3", "(of", "efea799f6aec)"]
+    as_json = json.loads(theta("ls", "--json", cwd=repo).stdout)["model.pt"]
+    assert as_json["format"] == "git-theta 0.2"
+    assert {name: t["shape"] for name, t in as_json["tensors"].items()} == {n: t["shape"] for n, t in record.items()}
+
+    checked = theta("fsck", cwd=repo)
+    notes = [line for line in checked.stderr.decode().splitlines() if line.startswith("git-theta: ")]
+    assert len(notes) == 1 and "not checked: model.pt in Git-Theta 0.2's format" in notes[0]
