@@ -101,6 +101,20 @@ def read_exact(stream: BinaryIO, size: int, label: str, what: str) -> bytearray:
     return buffer
 
 
+def write_interleaved(
+    out: BinaryIO, separators: list[bytes], tensors: Iterable[bytes | bytearray | memoryview | Iterable[memoryview]]
+) -> None:
+    """Write ``separators[0]``, the first tensor, ``separators[1]``, ..., then the last separator.
+
+    For formats that keep every byte but the tensors' verbatim: n tensors take n + 1 separators.
+    """
+    count = 0
+    for count, data in enumerate(tensors, 1):
+        out.write(separators[count - 1])
+        write_tensor(out, data)
+    out.write(separators[count])
+
+
 def write_tensor(out: BinaryIO, data: bytes | bytearray | memoryview | Iterable[memoryview]) -> None:
     """Write a tensor's bytes, given whole or (to plugins that accept chunks) as chunks."""
     if isinstance(data, (bytes, bytearray, memoryview)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, write_tensor
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, write_interleaved
 from git_theta.checkpoints.msgpack_skeleton import (
     DTYPES,
     HeadSource,
@@ -67,11 +67,7 @@ class FlaxCheckpoint(Checkpoint):
             raise MetadataError(f"the stored flax skeleton is invalid ({exc})") from exc
         if expected != [TensorSpec(s.name, s.dtype, tuple(s.shape)) for s in specs]:
             raise MetadataError("the stored flax skeleton does not match the metadata's tensor list")
-        count = 0
-        for count, data in enumerate(tensors, 1):
-            out.write(runs[count - 1])
-            write_tensor(out, data)
-        out.write(runs[count])
+        write_interleaved(out, runs, tensors)
 
     @classmethod
     def rebuild_format(

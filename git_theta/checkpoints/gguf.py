@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, write_tensor
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, write_interleaved
 from git_theta.checkpoints.bounded import read_bounded
 from git_theta.dtypes import itemsize, nbytes
 from git_theta.metadata import MetadataError
@@ -92,11 +92,7 @@ class GgufCheckpoint(Checkpoint):
         if len(gaps) != len(infos) + 1 or [len(gap) for gap in gaps[:-1]] != expected or len(gaps[-1]) >= alignment:
             raise MetadataError("the stored GGUF padding does not match the header")
         out.write(header)
-        count = 0
-        for count, data in enumerate(tensors, 1):
-            out.write(gaps[count - 1])
-            write_tensor(out, data)
-        out.write(gaps[count])
+        write_interleaved(out, gaps, tensors)
 
     @classmethod
     def rebuild_format(
