@@ -19,9 +19,9 @@ from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import frame_executor
-from git_theta.storage.codec import encode, encode_update, sampled_size
+from git_theta.storage.codec import ObjectReader, encode, encode_update, sampled_size
 from git_theta.storage.errors import ObjectError
-from git_theta.storage.tensors import encoded_size, read_tensor, store_dense, store_update
+from git_theta.storage.tensors import encoded_size, store_dense, store_update
 
 #: Tensors up to this size are encoded every way to pick the smallest; larger ones are judged on samples.
 ENCODE_ALL = 4 << 20
@@ -96,22 +96,51 @@ def keyframe_of(entry: TensorEntry) -> TensorEntry:
 def _update_candidates(
     context: FilterContext, spec: TensorSpec, data: memoryview, base: TensorEntry
 ) -> list[tuple[str, Parts, dict[str, Any]]]:
-    from git_theta.updates.base import as_array
-    from git_theta.updates.delta import DeltaUpdate
-    from git_theta.updates.sparse import SparseUpdate
+    import numpy as np
+
+    from git_theta.updates.base import Payload, as_array
 
     try:
-        old = read_tensor(context.store, base, f"{base.oid[:12]} (previous value of tensor {spec.name!r})")
+        differences = _delta_from_keyframe(context, spec, data, base)
     except ObjectError:
-        return []  # a damaged previous value: store the tensor whole; fsck reports the damage
-    old_array, new_array = as_array(old, spec.dtype, spec.shape), as_array(data, spec.dtype, spec.shape)
-    delta = DeltaUpdate().infer(old_array, new_array)
-    candidates = [("delta", update_parts(delta), update_header("delta", base, delta.params))]
-    differences = delta.parts["delta"]
-    if int(differences.size - (differences == 0).sum()) <= SPARSE_FRACTION * differences.size:
-        sparse = SparseUpdate().infer(old_array, new_array)
+        return []  # a damaged keyframe: store the tensor whole; fsck reports the damage
+    delta = Payload({"delta": differences}, {})
+    candidates = [("delta", update_parts(delta), update_header("delta", base, {}))]
+    new = as_array(data, spec.dtype, (-1,))
+    if new.size == differences.size and np.count_nonzero(differences) <= SPARSE_FRACTION * differences.size:
+        changed = np.flatnonzero(differences)  # a zero difference is an unchanged bit pattern
+        sparse = Payload({"indices": changed, "values": new[changed]}, {"mode": "set"})
         candidates.append(("sparse", update_parts(sparse), update_header("sparse", base, sparse.params)))
     return candidates
+
+
+def _delta_from_keyframe(context: FilterContext, spec: TensorSpec, data: memoryview, keyframe: TensorEntry):
+    """The ``delta`` of ``data`` from the keyframe, which is decoded block by block: never held whole."""
+    import hashlib
+
+    import numpy as np
+
+    from git_theta.updates.base import numpy_dtype
+    from git_theta.updates.delta import bits_dtype, zigzag_difference
+
+    bits = bits_dtype(numpy_dtype(spec.dtype))
+    new_bits = np.frombuffer(data, dtype=bits)
+    differences = np.empty_like(new_bits)
+    label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
+    reader = ObjectReader(context.store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
+    digest = hashlib.sha256()
+    try:
+        for block in reader.blocks:
+            old = reader.read_block(block)
+            if reader.codec == "raw":  # zstd frames carry their own checksums
+                digest.update(old)
+            at, count = block[2] // bits.itemsize, len(old) // bits.itemsize
+            zigzag_difference(new_bits[at : at + count], np.frombuffer(old, dtype=bits), differences[at : at + count])
+        if reader.codec == "raw":
+            reader.check_hash(digest)
+    finally:
+        reader.close()
+    return differences
 
 
 def _update_size(parts: Parts, digest: str, header: dict[str, Any], level: int) -> int:

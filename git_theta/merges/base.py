@@ -7,7 +7,8 @@ also takes ``weights=W1/W2/...``: one weight per model, ours first (default: 1 e
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from git_theta.errors import GitThetaError
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     import numpy as np
 
     from git_theta.metadata import TensorEntry
+
+#: Elements per chunk of a streamed merge: float64 copies of a few MB, whatever the tensor's size.
+CHUNK = 1 << 18
+#: The elementwise last step of a merge: (the ancestor's chunk or None, the models' chunks) -> the merged chunk.
+Step = Callable[["np.ndarray | None", "list[np.ndarray]"], "np.ndarray"]
 
 #: dtypes that the averaging strategies compute with; everything else can only be taken from one side.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0"})
@@ -30,6 +36,20 @@ class Conflict(NamedTuple):
     name: str
     base: TensorEntry | None
     sides: tuple[TensorEntry | None, ...]
+
+
+class Versions(Protocol):
+    """The versions of one tensor, flattened (C order), read in chunks of CHUNK elements as ``dtype``."""
+
+    #: Elements in the tensor, and the number of models (ours first).
+    size: int
+    models: int
+    #: The float type the strategy computes in.
+    dtype: np.dtype
+
+    def chunks(self, models: Sequence[int], base: bool) -> Iterator[tuple[np.ndarray | None, list[np.ndarray]]]:
+        """Yield ``(ancestor or None, [the chunk of each model in models])``, chunk after chunk, in order."""
+        ...
 
 
 class MergeStrategy(ABC):
@@ -97,6 +117,16 @@ class MergeStrategy(ABC):
     def merge(self, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str) -> np.ndarray:
         """Return the merged values (float arrays of one shape in, one out; ``base`` only when ``needs_base``)."""
 
+    def prepare(self, versions: Versions, weights: list[float], tensor: str) -> Step | None:
+        """Make the passes over the whole tensor the formula needs (a threshold, a norm) and return its elementwise
+        last step, which the engine runs chunk after chunk; None: the engine loads the whole tensors for ``merge``.
+
+        Streaming keeps a merge's memory near one tensor whatever the number of versions (docs/merges.md).
+        """
+        if self.elementwise:
+            return lambda base, models: self.merge(base, models, weights, tensor)
+        return None
+
 
 class SelectStrategy(MergeStrategy):
     """A strategy that takes one version whole: it applies to any tensor, of any dtype, even a deleted one."""
@@ -114,6 +144,37 @@ class SelectStrategy(MergeStrategy):
         if chosen is None:
             raise MergeError(f"{self.name}: tensor {tensor!r} has no common ancestor")
         return chosen
+
+
+class ArrayVersions:
+    """Versions already in memory, read in the same chunks as the engine's (``merge`` of a streaming strategy)."""
+
+    def __init__(self, base: np.ndarray | None, models: list[np.ndarray]) -> None:
+        import numpy as np
+
+        self.base = None if base is None else base.reshape(-1)
+        self.flat = [model.reshape(-1) for model in models]
+        self.size, self.models = self.flat[0].size, len(models)
+        self.dtype = np.result_type(*self.flat, *([] if self.base is None else [self.base]))
+
+    def chunks(self, models: Sequence[int], base: bool) -> Iterator[tuple[np.ndarray | None, list[np.ndarray]]]:
+        for start in range(0, self.size, CHUNK):
+            part = slice(start, start + CHUNK)
+            chunk_base = self.base[part] if base and self.base is not None else None
+            yield chunk_base, [self.flat[index][part] for index in models]
+
+
+def merge_in_memory(
+    strategy: MergeStrategy, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str
+) -> np.ndarray:
+    """``merge`` for a strategy that implements ``prepare``: the same passes and steps, on arrays in memory."""
+    import numpy as np
+
+    versions = ArrayVersions(base, models)
+    step = strategy.prepare(versions, weights, tensor)
+    assert step is not None
+    parts = [step(b, ms) for b, ms in versions.chunks(range(len(models)), base is not None)]
+    return (np.concatenate(parts) if parts else np.zeros(0, versions.dtype)).reshape(models[0].shape)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
-from git_theta.merges.base import MergeError, MergeStrategy
-from git_theta.merges.ties import disjoint_mean, trim
+from git_theta.merges.base import MergeError, MergeStrategy, Step, Versions, merge_in_memory
+from git_theta.merges.ties import cut, disjoint_mean, trim_thresholds
 
 
 class Dare(MergeStrategy):
@@ -27,17 +28,38 @@ class Dare(MergeStrategy):
             raise MergeError("dare: density must be in (0, 1]")
 
     def merge(self, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str) -> np.ndarray:
-        assert base is not None
-        drop = self.options["drop"]
-        deltas = []
-        for index, model in enumerate(models):
-            kept = dare_rng(self.options["seed"], tensor, index).random(model.size).reshape(model.shape) >= drop
-            deltas.append(np.where(kept, (model - base) / (1 - drop), 0).astype(base.dtype, copy=False))
-        if self.options["then"] == "ties":
-            deltas = [trim(delta, self.options["density"]) for delta in deltas]
-            return base + self.options["lambda"] * disjoint_mean(deltas, weights)
-        total = sum(weight * delta for weight, delta in zip(weights, deltas, strict=True))
-        return base + self.options["lambda"] * total
+        return merge_in_memory(self, base, models, weights, tensor)
+
+    def prepare(self, versions: Versions, weights: list[float], tensor: str) -> Step:
+        def changes(index: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+            return dropped_changes(self.options["seed"], tensor, index, self.options["drop"])
+
+        ties = self.options["then"] == "ties"
+        # The trim pass draws each mask once more from a new generator: the same draws as the last step's.
+        thresholds = trim_thresholds(versions, self.options["density"], changes) if ties else []
+        current = [changes(index) for index in range(versions.models)]
+        lam = self.options["lambda"]
+
+        def step(base: np.ndarray | None, models: list[np.ndarray]) -> np.ndarray:
+            assert base is not None
+            deltas = [change(model, base) for change, model in zip(current, models, strict=True)]
+            if ties:
+                deltas = [cut(delta, threshold) for delta, threshold in zip(deltas, thresholds, strict=True)]
+                return base + lam * disjoint_mean(deltas, weights)
+            return base + lam * sum(weight * delta for weight, delta in zip(weights, deltas, strict=True))
+
+        return step
+
+
+def dropped_changes(seed: int, tensor: str, index: int, drop: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Model ``index``'s change, dropped and rescaled; called chunk after chunk, it draws its mask in C order."""
+    rng = dare_rng(seed, tensor, index)
+
+    def change(model: np.ndarray, base: np.ndarray) -> np.ndarray:
+        kept = rng.random(model.size).reshape(model.shape) >= drop
+        return np.where(kept, (model - base) / (1 - drop), 0).astype(base.dtype, copy=False)
+
+    return change
 
 
 def dare_rng(seed: int, tensor: str, index: int) -> np.random.Generator:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -10,14 +10,12 @@ import numpy as np
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import element_count
 from git_theta.errors import GitThetaError
-from git_theta.merges.base import Conflict, MergeStrategy
+from git_theta.merges.base import CHUNK, Conflict, MergeError, MergeStrategy, Step
 from git_theta.metadata import TensorEntry
 
 if TYPE_CHECKING:
     from git_theta.filters.context import FilterContext
 
-#: Elements per chunk of an elementwise strategy: float64 copies of a few MB, whatever the tensor's size.
-CHUNK = 1 << 18
 _NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
 #: Types numpy lacks, from ml_dtypes.
 _ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
@@ -29,6 +27,11 @@ class TensorIO(Protocol):
     def require(self, entries: Iterable[TensorEntry]) -> None: ...
 
     def load(self, name: str, entry: TensorEntry) -> bytes | bytearray | memoryview: ...
+
+    def blocks(self, name: str, entry: TensorEntry) -> Iterator[memoryview]:
+        """The tensor's bytes in pieces, checked against its hash once read to the end; a piece is valid until the
+        next is read."""
+        ...
 
     def store(self, spec: TensorSpec, data: memoryview) -> TensorEntry: ...
 
@@ -60,6 +63,14 @@ class StoreTensors:
 
         return read_tensor(self.context.store, entry, tensor_label(self.path, name, entry))
 
+    def blocks(self, name: str, entry: TensorEntry) -> Iterator[memoryview]:
+        from git_theta.pipeline import frame_executor
+        from git_theta.storage.streaming import stream_tensors
+        from git_theta.storage.tensors import tensor_label
+
+        labelled = [(tensor_label(self.path, name, entry), entry)]
+        return next(stream_tensors(self.context.store, labelled, frame_executor()))
+
     def store(self, spec: TensorSpec, data: memoryview) -> TensorEntry:
         from git_theta.filters.clean import store_tensor
 
@@ -78,27 +89,100 @@ def numpy_dtype(dtype: str) -> np.dtype:
 
 
 def merge_tensor(strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO) -> TensorEntry:
-    """Merge the versions of one tensor and store the result, cast back to the tensor's dtype."""
+    """Merge the versions of one tensor and store the result, cast back to the tensor's dtype.
+
+    The versions are streamed from the store a chunk at a time, on every pass the strategy makes, so memory holds
+    the result and a few chunks (TIES: one more tensor-sized array), not the versions.
+    """
     first = conflict.sides[0]
     assert first is not None
     kind = numpy_dtype(first.dtype)
-    load = tensors.load
-    models = [np.frombuffer(load(conflict.name, entry), kind) for entry in conflict.sides if entry is not None]
-    base = None
-    if strategy.needs_base and conflict.base is not None:
-        base = np.frombuffer(load(conflict.name, conflict.base), kind)
-    out = np.empty(element_count(first.shape), kind)
-    if strategy.elementwise:
-        for start in range(0, out.size, CHUNK):
-            part = slice(start, start + CHUNK)
-            chunk_base = None if base is None else base[part].astype(np.float64)
-            chunk_models = [model[part].astype(np.float64) for model in models]
-            out[part] = strategy.merge(chunk_base, chunk_models, weights, conflict.name)
+    # Elementwise formulas compute in float64 a chunk at a time; whole-tensor ones (a top-k, a norm) may hold
+    # tensor-sized arrays: float32 halves them for 32-bit and narrower types.
+    work = np.dtype(np.float64 if strategy.elementwise or first.dtype == "F64" else np.float32)
+    versions = StreamedVersions(tensors, conflict, kind, work)
+    step = strategy.prepare(versions, weights, conflict.name)
+    if step is None:
+        out = _merge_whole(strategy, conflict, weights, tensors, kind, work)
     else:
-        # Whole-tensor formulas (a top-k, a norm) hold several copies: float32 halves them for 32-bit and smaller.
-        work = np.float64 if first.dtype == "F64" else np.float32
-        shaped = [model.astype(work, copy=False).reshape(first.shape) for model in models]
-        shaped_base = None if base is None else base.astype(work, copy=False).reshape(first.shape)
-        del models, base
-        out[...] = strategy.merge(shaped_base, shaped, weights, conflict.name).reshape(-1)
+        out = _merge_streamed(step, versions, strategy.needs_base, kind)
     return tensors.store(TensorSpec(conflict.name, first.dtype, first.shape), memoryview(out.view(np.uint8)))
+
+
+class StreamedVersions:
+    """The versions of a conflicting tensor, decoded from the store block by block on every pass."""
+
+    def __init__(self, tensors: TensorIO, conflict: Conflict, kind: np.dtype, work: np.dtype) -> None:
+        self.tensors, self.conflict, self.kind, self.dtype = tensors, conflict, kind, work
+        self.entries = [entry for entry in conflict.sides if entry is not None]
+        self.size, self.models = element_count(self.entries[0].shape), len(self.entries)
+
+    def chunks(self, models: Sequence[int], base: bool) -> Iterator[tuple[np.ndarray | None, list[np.ndarray]]]:
+        entries = [self.entries[index] for index in models]
+        if base:
+            assert self.conflict.base is not None
+            entries.insert(0, self.conflict.base)
+        readers = [_Pieces(self.tensors.blocks(self.conflict.name, entry)) for entry in entries]
+        for start in range(0, self.size, CHUNK):
+            count = min(CHUNK, self.size - start) * self.kind.itemsize
+            # astype copies: a piece of the store's stream is only valid until the next is read.
+            arrays = [np.frombuffer(reader.read(count), self.kind).astype(self.dtype) for reader in readers]
+            yield (arrays.pop(0) if base else None), arrays
+        for reader in readers:
+            reader.finish(self.conflict.name)
+
+
+class _Pieces:
+    """Exactly sized reads from a stream of pieces of any size."""
+
+    def __init__(self, pieces: Iterator[memoryview]) -> None:
+        self.pieces = pieces
+        self.pending = memoryview(b"")
+
+    def read(self, size: int) -> memoryview | bytes:
+        if len(self.pending) >= size:
+            data, self.pending = self.pending[:size], self.pending[size:]
+            return data
+        parts = [bytes(self.pending)]
+        have = len(parts[0])
+        while have < size:
+            piece = memoryview(next(self.pieces, b"")).cast("B")
+            if not piece:
+                raise MergeError(f"a stored tensor ended after {have} of the {size} bytes expected; run git theta fsck")
+            parts.append(bytes(piece[: size - have]))
+            self.pending = piece[size - have :]
+            have += len(parts[-1])
+        return b"".join(parts)
+
+    def finish(self, name: str) -> None:
+        """Read the stream to its end, which checks the tensor's hash; it must hold no more bytes."""
+        if len(self.pending) or any(len(piece) for piece in self.pieces):
+            raise MergeError(f"tensor {name!r}: a stored version is longer than its metadata says; run git theta fsck")
+
+
+def _merge_streamed(step: Step, versions: StreamedVersions, needs_base: bool, kind: np.dtype) -> np.ndarray:
+    out = np.empty(versions.size, kind)
+    start = 0
+    for base, models in versions.chunks(range(versions.models), needs_base and versions.conflict.base is not None):
+        merged = step(base, models)
+        out[start : start + merged.size] = merged
+        start += merged.size
+    return out
+
+
+def _merge_whole(
+    strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO, kind: np.dtype, work: np.dtype
+) -> np.ndarray:
+    """A strategy without ``prepare`` (a plugin's, not elementwise): every version whole, in memory at once."""
+    first = conflict.sides[0]
+    assert first is not None
+    models = [tensors.load(conflict.name, entry) for entry in conflict.sides if entry is not None]
+    shaped = [np.frombuffer(model, kind).astype(work, copy=False).reshape(first.shape) for model in models]
+    shaped_base = None
+    if strategy.needs_base and conflict.base is not None:
+        loaded = np.frombuffer(tensors.load(conflict.name, conflict.base), kind)
+        shaped_base = loaded.astype(work, copy=False).reshape(first.shape)
+    del models
+    out = np.empty(element_count(first.shape), kind)
+    out[...] = strategy.merge(shaped_base, shaped, weights, conflict.name).reshape(-1)
+    return out

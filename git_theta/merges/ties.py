@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from git_theta.merges.base import MergeError, MergeStrategy
+from git_theta.merges.base import MergeError, MergeStrategy, Step, Versions, merge_in_memory
+
+#: Given a model's index, a function from (model chunk, ancestor chunk) to its change, called chunk after chunk.
+Changes = Callable[[int], Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
 
 class Ties(MergeStrategy):
@@ -22,18 +26,47 @@ class Ties(MergeStrategy):
             raise MergeError("ties: density must be in (0, 1]")
 
     def merge(self, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str) -> np.ndarray:
-        assert base is not None
-        deltas = [trim(model - base, self.options["density"]) for model in models]
-        return base + self.options["lambda"] * disjoint_mean(deltas, weights)
+        return merge_in_memory(self, base, models, weights, tensor)
+
+    def prepare(self, versions: Versions, weights: list[float], tensor: str) -> Step:
+        thresholds = trim_thresholds(versions, self.options["density"], lambda index: np.subtract)
+        lam = self.options["lambda"]
+
+        def step(base: np.ndarray | None, models: list[np.ndarray]) -> np.ndarray:
+            assert base is not None
+            deltas = [cut(model - base, threshold) for model, threshold in zip(models, thresholds, strict=True)]
+            return base + lam * disjoint_mean(deltas, weights)
+
+        return step
 
 
-def trim(delta: np.ndarray, density: float) -> np.ndarray:
-    """Zero all but the ceil(density * size) largest magnitudes (ties with the smallest kept one are kept too)."""
-    keep = math.ceil(density * delta.size)
-    if keep >= delta.size:
+def trim_thresholds(versions: Versions, density: float, changes: Changes) -> list[np.floating | None]:
+    """Per model, the magnitude of its k-th largest change, k = ceil(density * size) (None: keep every change).
+
+    One pass per model holds the tensor's magnitudes, in the work dtype, and selects in place (np.partition).
+    """
+    keep = math.ceil(density * versions.size)
+    if keep >= versions.size:
+        return [None] * versions.models
+    thresholds: list[np.floating | None] = []
+    for index in range(versions.models):
+        change = changes(index)
+        magnitude = np.empty(versions.size, versions.dtype)
+        start = 0
+        for base, (model,) in versions.chunks([index], base=True):
+            assert base is not None
+            np.abs(change(model, base), out=magnitude[start : start + model.size])
+            start += model.size
+        magnitude.partition(versions.size - keep)
+        thresholds.append(magnitude[versions.size - keep])
+        del magnitude
+    return thresholds
+
+
+def cut(delta: np.ndarray, threshold: np.floating | None) -> np.ndarray:
+    """Zero the changes smaller in magnitude than ``threshold`` (those equal to it are kept)."""
+    if threshold is None:
         return delta
-    magnitude = np.abs(delta).reshape(-1)
-    threshold = np.partition(magnitude, delta.size - keep)[delta.size - keep]
     return np.where(np.abs(delta) >= threshold, delta, 0).astype(delta.dtype, copy=False)
 
 

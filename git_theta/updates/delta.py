@@ -27,14 +27,25 @@ class DeltaUpdate(Update):
         return (bits + difference).view(base.dtype).reshape(base.shape)
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload:
-        old_bits, new_bits = _bits(base), _bits(new)
-        difference = new_bits - old_bits
-        signed = difference.view(np.dtype(f"i{difference.itemsize}"))
-        zigzag = (difference << 1) ^ (signed >> (8 * difference.itemsize - 1)).view(difference.dtype)
+        new_bits = _bits(new)
+        zigzag = np.empty_like(new_bits)
+        zigzag_difference(new_bits, _bits(base), zigzag)
         return Payload({"delta": zigzag}, {})
 
 
+def zigzag_difference(new_bits: np.ndarray, old_bits: np.ndarray, out: np.ndarray) -> None:
+    """``out = zigzag(new_bits - old_bits)``, wrapping, computed in place: ``out`` may be filled block by block."""
+    np.subtract(new_bits, old_bits, out=out)
+    sign = out.view(np.dtype(f"i{out.itemsize}")) >> (8 * out.itemsize - 1)
+    np.left_shift(out, 1, out=out)
+    np.bitwise_xor(out, sign.view(out.dtype), out=out)
+
+
+def bits_dtype(dtype: np.dtype) -> np.dtype:
+    """The unsigned integer type a delta of ``dtype`` works on (per component for complex numbers)."""
+    width = dtype.itemsize // 2 if np.issubdtype(dtype, np.complexfloating) else dtype.itemsize
+    return np.dtype(_WIDTH[width])
+
+
 def _bits(array: np.ndarray) -> np.ndarray:
-    flat = np.ascontiguousarray(array).reshape(-1)
-    width = array.dtype.itemsize // 2 if np.issubdtype(array.dtype, np.complexfloating) else array.dtype.itemsize
-    return flat.view(_WIDTH[width])
+    return np.ascontiguousarray(array).reshape(-1).view(bits_dtype(array.dtype))

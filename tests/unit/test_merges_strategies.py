@@ -138,6 +138,15 @@ def test_slerp_of_nearly_colinear_tensors_is_linear() -> None:
     np.testing.assert_allclose(run("slerp", [np.zeros(3), np.ones(3)]), np.full(3, 0.5))
 
 
+def test_slerp_of_float32_tensors_sums_its_angle_in_float64() -> None:
+    a, b = (m.astype(np.float32) for m in MODELS[:2])
+    wide = [m.astype(np.float64).ravel() for m in (a, b)]
+    omega = math.acos(float(wide[0] @ wide[1]) / (np.linalg.norm(wide[0]) * np.linalg.norm(wide[1])))
+    expected = (math.sin(0.7 * omega) / math.sin(omega)) * a + (math.sin(0.3 * omega) / math.sin(omega)) * b
+    got = run("slerp:t=0.3", [a, b])
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
 def test_strategies_compute_in_float32_too() -> None:
     models = [m.astype(np.float32) for m in MODELS]
     for spec in ("ties", "dare:seed=1", "slerp"):
