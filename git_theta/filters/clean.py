@@ -37,6 +37,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         if kept is not None:
             return kept
     # HEAD's tensors first: a file that returns to its committed content gets exactly the committed entries back.
+    context.start_file()
     for metadata in (context.committed_metadata(path), previous):
         if metadata is not None:
             context.remember(metadata)
@@ -74,7 +75,7 @@ def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, Te
     if known is not None and known.update == DENSE:  # the same bytes under another dtype or shape
         entry = known._replace(dtype=spec.dtype, shape=spec.shape, previous=())
     else:
-        entry = cheapest(context, spec, data, digest, context.previous.get(spec.name))
+        entry = cheapest(context, spec, data, digest, context.previous.get(spec.name), context.related.get(spec.name))
     context.known[digest] = entry
     return spec, entry
 

@@ -50,11 +50,13 @@ class FilterContext:
         self.window = workers() + 1
         #: Tensor hash -> how a tensor with exactly those bytes is already stored; filled as we go.
         self.known: dict[str, TensorEntry] = {}
-        #: Tensor name -> its previous value, for storing a changed tensor as an update of it.
+        #: Tensor name -> its previous value in the file being cleaned, for storing a changed tensor as an update.
         self.previous: dict[str, TensorEntry] = {}
+        #: Tensor name -> a same-named tensor of another checkpoint in the directory: a base for a new tensor.
+        self.related: dict[str, TensorEntry] = {}
         #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
         self.blobs = blobs
-        self._directories_seen: set[str] = set()
+        self._directories: dict[str, dict[str, CheckpointMetadata]] = {}
 
     @classmethod
     def for_repository(cls) -> FilterContext:
@@ -86,35 +88,49 @@ class FilterContext:
         """Return the metadata of ``path`` in HEAD, if it is ours."""
         return _parsed(self.blobs.read(f"HEAD:{path}")) if self.blobs is not None else None
 
-    def remember(self, metadata: CheckpointMetadata) -> None:
-        """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates."""
+    def start_file(self) -> None:
+        """Forget the previous values of the last file cleaned (one filter process cleans many)."""
+        self.previous, self.related = {}, {}
+
+    def remember(self, metadata: CheckpointMetadata, own: bool = True) -> None:
+        """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates.
+
+        ``own``: an earlier version of the file being cleaned (its tensors are their previous values), else another
+        file's (its tensors may serve as bases of same-named tensors that have no previous value).
+        """
         for name, entry in metadata.tensors.items():
             self.known.setdefault(entry.hash, entry)
-            self.previous.setdefault(name, entry)
+            (self.previous if own else self.related).setdefault(name, entry)
             while entry.base:  # the values under an update are stored too: a return to one stores nothing
                 entry = entry.base_entry()
                 self.known.setdefault(entry.hash, entry)
 
     def remember_neighbours(self, path: str) -> None:
-        """Remember the checkpoints tracked beside ``path`` (in the index and HEAD), once per directory.
+        """Remember the checkpoints tracked beside ``path`` (in the index and HEAD).
 
         A tensor that moved to another file of the directory, as when a sharded checkpoint is re-sharded, is then
-        recognised and not stored again.
+        recognised and not stored again; a new file's tensors may be stored as updates of same-named ones.
         """
-        directory = posixpath.dirname(path)
-        if self.blobs is None or directory in self._directories_seen:
-            return
-        self._directories_seen.add(directory)
-        pattern = [f":(top,glob){directory}/*" if directory else ":(top,glob)*"]
-        blobs = index_blobs(pattern, ".")
-        with suppress(GitError):  # no HEAD yet
-            blobs = {**tree_blobs("HEAD", pattern, "."), **blobs}
-        blobs.pop(path, None)
-        for neighbour in tracked_by_theta(sorted(blobs)):
-            data = self.blobs.read(blobs[neighbour])
-            if data is not None and is_metadata(data):
-                with suppress(MetadataError):
-                    self.remember(CheckpointMetadata.loads(data))
+        for neighbour, metadata in self._neighbours(posixpath.dirname(path)).items():
+            if neighbour != path:
+                self.remember(metadata, own=False)
+
+    def _neighbours(self, directory: str) -> dict[str, CheckpointMetadata]:
+        """The metadata of the checkpoints tracked in ``directory``, read once per directory."""
+        if self.blobs is None:
+            return {}
+        if directory not in self._directories:
+            pattern = [f":(top,glob){directory}/*" if directory else ":(top,glob)*"]
+            blobs = index_blobs(pattern, ".")
+            with suppress(GitError):  # no HEAD yet
+                blobs = {**tree_blobs("HEAD", pattern, "."), **blobs}
+            found = {}
+            for neighbour in tracked_by_theta(sorted(blobs)):
+                metadata = _parsed(self.blobs.read(blobs[neighbour]))
+                if metadata is not None:
+                    found[neighbour] = metadata
+            self._directories[directory] = found
+        return self._directories[directory]
 
     def explicit_checkpoint_type(self, path: str) -> str | None:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""

@@ -32,10 +32,19 @@ Parts = list[tuple[str, str, tuple[int, ...], memoryview]]
 
 
 def cheapest(
-    context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
+    context: FilterContext,
+    spec: TensorSpec,
+    data: memoryview,
+    digest: str,
+    previous: TensorEntry | None,
+    related: TensorEntry | None = None,
 ) -> TensorEntry:
-    """Store ``data`` in its cheapest exact form and return its entry (naming ``previous``, if the same kind)."""
-    entry = _store_cheapest(context, spec, data, digest, previous)
+    """Store ``data`` in its cheapest exact form and return its entry (naming ``previous``, if the same kind).
+
+    Updates are taken against the keyframe of ``previous``, or else of ``related`` (a same-named tensor of another
+    file).
+    """
+    entry = _store_cheapest(context, spec, data, digest, previous or related)
     if previous is not None and (previous.dtype, previous.shape) == (spec.dtype, spec.shape):
         entry = entry._replace(previous=(previous.link, *previous.base))
     return entry

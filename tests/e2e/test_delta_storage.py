@@ -140,3 +140,23 @@ def test_returning_to_the_committed_content_restores_the_committed_metadata(repo
     (repo / "model.safetensors").write_bytes(committed)
     git("add", "model.safetensors", cwd=repo)  # and the committed one again
     assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def test_each_file_of_one_git_add_is_compared_with_its_own_previous_version(repo: Path) -> None:
+    models = {name: random_model(seed=seed) for seed, name in enumerate(("a.safetensors", "b.safetensors"), 20)}
+    for name, model in models.items():
+        save_safetensors(repo / name, model)
+    commit_all(repo, "two models with the same tensor names")
+    old = {name: entries_of(repo, name) for name in models}
+    for seed, (name, model) in enumerate(models.items(), 30):
+        save_safetensors(repo / name, nudged(model, seed))
+    save_safetensors(repo / "c.safetensors", nudged(models["a.safetensors"], 40))  # new, beside them
+    commit_all(repo, "both changed, one added")  # one git add: one filter process cleans all three
+    for name in models:
+        for tensor, entry in entries_of(repo, name).items():
+            assert entry["previous"][0][0] == old[name][tensor]["hash"], (name, tensor)
+    assert all("previous" not in entry for entry in entries_of(repo, "c.safetensors").values())
+
+
+def entries_of(repo: Path, path: str) -> dict[str, dict]:
+    return json.loads(theta("ls", "--json", "HEAD", path, cwd=repo).stdout)[path]["tensors"]
