@@ -224,3 +224,20 @@ def test_bad_update_files_fail_with_one_line(repo: Path, tmp_path: Path) -> None
     )
     assert b"holds a low-rank update" in result.stderr
     assert git("diff", "--cached", "--name-only", cwd=repo).stdout == b""
+
+
+def test_stacked_updates_stay_within_max_delta_depth(repo: Path, tmp_path: Path) -> None:
+    git("config", "theta.maxDeltaDepth", "2", cwd=repo)
+    model = random_model(seed=6, width=16)
+    commit_base(repo, model)
+    rng = np.random.default_rng(7)
+    expected = model["layer0.weight"].astype(np.float64)
+    for step in range(4):
+        left, right = rng.standard_normal((16, 1)).astype(np.float32), rng.standard_normal((1, 16)).astype(np.float32)
+        save_safetensors(tmp_path / f"u{step}.safetensors", {"layer0.weight/R": left, "layer0.weight/C": right})
+        add_update(repo, "low-rank", tmp_path / f"u{step}.safetensors")
+        expected = expected.astype(np.float32).astype(np.float64) + left.astype(np.float64) @ right.astype(np.float64)
+        entry = entries(repo, "model.safetensors")["layer0.weight"]
+        assert entry["update"] == "low-rank" and len(entry["base"]) <= 2
+        np.testing.assert_allclose(load(repo / "model.safetensors")["layer0.weight"], expected, rtol=1e-6)
+    assert_checks_out_everywhere(repo, tmp_path)
