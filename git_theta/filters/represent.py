@@ -12,7 +12,8 @@ storing the tensor whole is cheaper; that version becomes the next keyframe.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.dtypes import itemsize
@@ -21,7 +22,7 @@ from git_theta.metadata import TensorEntry
 from git_theta.pipeline import frame_executor
 from git_theta.storage.codec import ObjectReader, encode, encode_update, sampled_size
 from git_theta.storage.errors import ObjectError
-from git_theta.storage.tensors import encoded_size, store_dense, store_update
+from git_theta.storage.tensors import encode_in_memory, store_dense, store_update
 
 #: Tensors up to this size are encoded every way to pick the smallest; larger ones are judged on samples.
 ENCODE_ALL = 4 << 20
@@ -57,16 +58,45 @@ def _store_cheapest(
     candidates = _update_candidates(context, spec, data, base) if base is not None else []
     group = itemsize(spec.dtype)
     if candidates:
-        dense_size = _size(data, group, context.level, lambda sink: encode(data, digest, group, sink, context.level))
-        sizes = [_update_size(parts, digest, header, context.level) for _, parts, header in candidates]
-        best = min(range(len(candidates)), key=sizes.__getitem__)
-        if sizes[best] < dense_size:
+        level = context.level
+        dense = _trial(len(data), group, level, partial(encode, data, digest, group, level=level), data)
+        trials = [_update_trial(parts, digest, header, level) for _, parts, header in candidates]
+        best = min(range(len(candidates)), key=lambda index: trials[index].size)
+        if trials[best].size < dense.size:
             name, parts, header = candidates[best]
-            oid, stored = store_update(context.store, parts, digest, header, context.level, frame_executor())
-            chain = (base.link, *base.base)
-            return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, name, chain)
+            if trials[best].encoded is not None:
+                oid, stored = context.store.put(trials[best].encoded)
+            else:
+                oid, stored = store_update(context.store, parts, digest, header, level, frame_executor())
+            return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, name, (base.link, *base.base))
+        if dense.encoded is not None:
+            oid, stored = context.store.put(dense.encoded)
+            return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
     oid, stored = store_dense(context.store, data, digest, group, context.level, frame_executor())
     return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
+
+
+class _Trial(NamedTuple):
+    """A candidate's stored size, and the whole encoded object when it was small enough to encode in full."""
+
+    size: int
+    encoded: bytes | None
+
+
+def _trial(size: int, group: int, level: int, write: Any, sample: memoryview) -> _Trial:
+    """Encode a candidate of ``size`` bytes in memory when small; else estimate its size from blocks of ``sample``."""
+    if size <= ENCODE_ALL:
+        encoded = encode_in_memory(write)
+        return _Trial(len(encoded), encoded)
+    return _Trial(sampled_size(sample, group, level), None)
+
+
+def _update_trial(parts: Parts, digest: str, header: dict[str, Any], level: int) -> _Trial:
+    write = partial(encode_update, parts, digest, header, level=level)
+    if len(parts) != 1:  # sparse: at most 1/16 of the elements, encoded in full
+        return _trial(0, 1, level, write, parts[0][3])
+    _, dtype, _, data = parts[0]
+    return _trial(len(data), itemsize(dtype), level, write, data)
 
 
 def update_parts(payload: Any) -> Parts:
@@ -150,15 +180,3 @@ def _delta_from_keyframe(context: FilterContext, spec: TensorSpec, data: memoryv
     finally:
         reader.close()
     return differences
-
-
-def _update_size(parts: Parts, digest: str, header: dict[str, Any], level: int) -> int:
-    size = sum(len(data) for *_, data in parts)
-    if size <= ENCODE_ALL or len(parts) != 1:
-        return encoded_size(lambda sink: encode_update(parts, digest, header, sink, level))
-    _, dtype, _, data = parts[0]
-    return sampled_size(data, itemsize(dtype), level)
-
-
-def _size(data: memoryview, group: int, level: int, write: Any) -> int:
-    return encoded_size(write) if len(data) <= ENCODE_ALL else sampled_size(data, group, level)

@@ -93,11 +93,11 @@ def store_update(
     return _store(store, size, lambda sink: encode_update(parts, digest, update, sink, level, executor))
 
 
-def encoded_size(write: Any) -> int:
-    """The size of the object ``write(sink)`` produces, without storing it."""
+def encode_in_memory(write: Any) -> bytes:
+    """The object ``write(sink)`` produces, without storing it."""
     sink = MemorySink()
     write(sink)
-    return sink.tell()
+    return sink.getvalue()
 
 
 def _store(store: ObjectStore, size: int, write: Any) -> tuple[str, int]:
