@@ -160,3 +160,28 @@ def test_each_file_of_one_git_add_is_compared_with_its_own_previous_version(repo
 
 def entries_of(repo: Path, path: str) -> dict[str, dict]:
     return json.loads(theta("ls", "--json", "HEAD", path, cwd=repo).stdout)[path]["tensors"]
+
+
+def test_a_corrupt_or_missing_delta_object_fails_the_checkout_with_one_line(repo: Path) -> None:
+    model = random_model(seed=12, width=128)
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "base")
+    before = lfs_objects(repo)
+    save_safetensors(repo / "model.safetensors", nudged(model, 13))
+    commit_all(repo, "tuned")
+    weight = entries(repo)["layer0.weight"]
+    assert weight["update"] == "delta" and weight["oid"] not in before
+    path = repo / ".git" / "lfs" / "objects" / weight["oid"][:2] / weight["oid"][2:4] / weight["oid"]
+    corrupt = bytearray(path.read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF  # same size: only the checksums can tell
+    path.chmod(0o644)
+    path.write_bytes(bytes(corrupt))
+    for damage in ("corrupt", "missing"):
+        if damage == "missing":
+            path.unlink()
+        (repo / "model.safetensors").unlink(missing_ok=True)
+        result = git("checkout", "--", "model.safetensors", cwd=repo, check=False)
+        errors = [line for line in result.stderr.decode().splitlines() if line.startswith("git-theta")]
+        assert result.returncode != 0 and len(errors) == 1 and weight["oid"][:12] in errors[0], result.stderr
+        assert b"Traceback" not in result.stderr
+        assert not (repo / "model.safetensors").exists()  # no half-written checkpoint
