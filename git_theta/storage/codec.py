@@ -234,6 +234,12 @@ class ObjectReader:
         """Close the underlying stream."""
         self._stream.close()
 
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _decompress(self, frame: bytes, expected: int) -> bytes:
         try:
             # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.

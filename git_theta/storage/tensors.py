@@ -37,19 +37,25 @@ def read_tensor(
             return decode(stream, entry.hash, entry.nbytes, entry.stored, label, executor=executor)
     base_entry = entry.base_entry()
     base = read_tensor(store, base_entry, f"{base_entry.oid[:12]} (base of {label})", executor, check=False)
-    with store.open(entry.oid) as stream:
-        reader = ObjectReader(stream, entry.hash, entry.nbytes, entry.stored, label)
-        update = reader.update
-        if update is None or update["type"] != entry.update or update["base"] != base_entry.hash:
-            raise ObjectError(f"object {label} is not the {entry.update} update the metadata describes")
+    with open_update(store, entry, label) as reader:
         payload = read_payload(reader, executor=executor)
-    rebuilt = apply_update(entry, update, reader.parts(), base, payload)
+    rebuilt = apply_update(entry, reader.update, reader.parts(), base, payload)
     if check and "sha256:" + hashlib.sha256(rebuilt).hexdigest() != entry.hash:
         raise ObjectError(
             f"tensor {label}: applying its {entry.update} update did not give the committed tensor "
             "(its hash differs); the object or its base is corrupt, check with git theta fsck"
         )
     return rebuilt
+
+
+def open_update(store: ObjectStore, entry: TensorEntry, label: str) -> ObjectReader:
+    """Open the object of a tensor stored as an update, checking it is the update of the base the metadata names."""
+    reader = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
+    update = reader.update
+    if update is None or update["type"] != entry.update or update["base"] != entry.base[0].hash:
+        reader.close()
+        raise ObjectError(f"object {label} is not the {entry.update} update the metadata describes")
+    return reader
 
 
 def apply_update(

@@ -22,9 +22,8 @@ class DeltaUpdate(Update):
 
     def apply(self, base: np.ndarray, payload: Payload) -> np.ndarray:
         bits = _bits(base)
-        zigzag = payload.parts["delta"].reshape(-1).view(bits.dtype)
-        difference = (zigzag >> 1) ^ (0 - (zigzag & 1))
-        return (bits + difference).view(base.dtype).reshape(base.shape)
+        new_bits = add_zigzag_difference(bits, payload.parts["delta"].reshape(-1).view(bits.dtype))
+        return new_bits.view(base.dtype).reshape(base.shape)
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload:
         new_bits = _bits(new)
@@ -39,6 +38,11 @@ def zigzag_difference(new_bits: np.ndarray, old_bits: np.ndarray, out: np.ndarra
     sign = out.view(np.dtype(f"i{out.itemsize}")) >> (8 * out.itemsize - 1)
     np.left_shift(out, 1, out=out)
     np.bitwise_xor(out, sign.view(out.dtype), out=out)
+
+
+def add_zigzag_difference(old_bits: np.ndarray, zigzag: np.ndarray) -> np.ndarray:
+    """The new bit patterns: ``old_bits`` plus the difference ``zigzag`` encodes, wrapping (inverse of the above)."""
+    return old_bits + ((zigzag >> 1) ^ (0 - (zigzag & 1)))
 
 
 def bits_dtype(dtype: np.dtype) -> np.dtype:
