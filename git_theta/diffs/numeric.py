@@ -54,16 +54,6 @@ class Change:
         return self.changed / self.elements if self.elements else 0.0
 
 
-@dataclass(frozen=True)
-class Summary:
-    """Statistics of one tensor on its own: over its finite elements, and how many are not finite."""
-
-    mean: float
-    std: float
-    l2: float
-    nonfinite: int
-
-
 def numpy_dtype(dtype: str) -> Any:
     """Return the numpy dtype that reads one real component of ``dtype``."""
     if dtype in _ML_DTYPES:
@@ -102,35 +92,6 @@ def compare(old: memoryview, new: memoryview, old_dtype: str, new_dtype: str) ->
         delta = np.where(np.repeat(mask, width) if width == 2 else mask, n - o, 0.0)
         sums += (np.count_nonzero(mask), delta @ delta, o @ o, n @ n, o @ n)
     return _change(sums, count, scale)
-
-
-@np.errstate(invalid="ignore", over="ignore")
-def summarize(data: memoryview, dtype: str) -> Summary:
-    """Return mean, standard deviation and norm of the finite elements, and the count of the others."""
-    scale = _scale(data, data, dtype, dtype)
-    count, mean, m2, squares, nonfinite = 0, 0.0, 0.0, 0.0, 0
-    step = CHUNK * itemsize(dtype)
-    for start in range(0, len(data), step):
-        values = reals(data[start : start + step], dtype)
-        finite = np.isfinite(values)
-        if not finite.all():
-            nonfinite += len(values) - int(np.count_nonzero(finite))
-            values = values[finite]
-        if not len(values):
-            continue
-        if scale != 1.0:
-            values /= scale
-        # Chan et al.'s pairwise update: chunk means and squared deviations combine without a second pass.
-        chunk_mean = float(values.mean())
-        deviation = values - chunk_mean
-        total = count + len(values)
-        delta = chunk_mean - mean
-        mean += delta * len(values) / total
-        m2 += float(deviation @ deviation) + delta * delta * count * len(values) / total
-        squares += float(values @ values)
-        count = total
-    std = math.sqrt(m2 / count) if count else 0.0
-    return Summary(mean * scale, std * scale, math.sqrt(squares) * scale, nonfinite)
 
 
 def _slice(data: memoryview, dtype: str, start: int, stop: int) -> memoryview:

@@ -1,24 +1,28 @@
 """The textconv driver (``diff.theta.textconv``): one side of a checkpoint as one readable line per tensor.
 
-``git log -p`` and ``git show`` (and ``git diff --no-ext-diff``) diff these lines, so a changed tensor shows as a
-``-`` and a ``+`` line with the statistics of each side. A tensor that changed when it was committed also shows how
-it changed since its previous value (which its metadata names): the number and fraction of changed elements, the
-L2 norm of the change, the change relative to the previous norm, and the cosine. In ``git log -p`` and ``git show``
-that is the commit's own change.
+``git log -p`` and ``git show`` (and ``git diff --no-ext-diff``) diff these lines. A tensor's line names it, its dtype
+and shape and the start of its hash, so any change, however small, shows as a ``-`` and a ``+`` line, and an
+unchanged tensor's line is the same on both sides. A tensor that changed when it was committed also shows how it
+changed since its previous value (which its metadata names): the number and fraction of changed elements, the L2
+norm of the change, the change relative to the previous norm, the cosine and the new norm; a summary line adds
+these up. In ``git log -p`` and ``git show`` that is the commit's own change.
 
-git hands us the file in its working tree form (it has run the smudge filter); when checkouts skip the weights
-(``GIT_LFS_SKIP_SMUDGE=1``) it hands us the metadata, and the statistics come from the tensor objects stored locally.
+Only those changed tensors are decoded (two objects each), so a commit costs what it changed, not the model's size.
+git hands us the file in its working tree form; when the git command is ``log``, ``show`` or ``diff`` (or checkouts
+skip the weights) that is the metadata. A checkpoint file (``git diff --no-ext-diff`` of the working tree) is read
+and hashed.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.diffs.compare import Item
-from git_theta.diffs.numeric import compare, summarize
+from git_theta.diffs.numeric import Change, compare
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
 from git_theta.diffs.sources import side_of_file
@@ -26,8 +30,17 @@ from git_theta.diffs.store import ObjectReader
 from git_theta.storage.errors import ObjectError
 
 
+@dataclass(frozen=True)
+class _Line:
+    """One tensor's line, its element count, and its change since its previous value (None if not known)."""
+
+    text: str
+    elements: int
+    change: Change | None
+
+
 def textconv(file: str, out: TextIO) -> None:
-    """Write one line per tensor of the checkpoint (or metadata) in ``file``."""
+    """Write the header, the summary of the change made when committed, and one line per tensor of ``file``."""
     path = Path(file)
     reader = ObjectReader.for_repository(download=False)  # git log -p must not download anything
     try:
@@ -38,39 +51,37 @@ def textconv(file: str, out: TextIO) -> None:
     if side.checkpoint_type is None:
         return  # an empty file: nothing to show
     lines = list(ordered_map(_line, side.items))
-    elements = sum(count for _, count in lines)
-    out.write(f"checkpoint {side.checkpoint_type}: {len(lines)} tensors, {elements} elements\n")
-    out.writelines(line for line, _ in lines)
+    out.write(f"checkpoint {side.checkpoint_type}: {len(lines)} tensors, {sum(x.elements for x in lines)} elements\n")
+    out.write(_summary(lines))
+    out.writelines(line.text for line in lines)
 
 
-def _line(item: Item) -> tuple[str, int]:
-    """``name  dtype [shape]  statistics  sha256:<first 12 hex digits>``, and the element count."""
-    try:
-        data = item.load()
-    except ObjectError:
-        data = None  # the object is not stored locally: the line still names the tensor and its hash
-    digest = item.hash or "sha256:" + hashlib.sha256(data).hexdigest()  # type: ignore[arg-type]
-    if data is None:
-        stats = "(object not stored locally)"
-    else:
-        summary = summarize(data, item.layout.dtype)
-        stats = f"mean {fmt(summary.mean)}  std {fmt(summary.std)}  l2 {fmt(summary.l2)}"
-        if summary.nonfinite:
-            stats += f"  non-finite {summary.nonfinite}"
-        stats += _change_since_previous(item, data)
-    return f"{item.name}  {item.layout}  {stats}  {digest[:19]}\n", item.layout.elements
-
-
-def _change_since_previous(item: Item, data: memoryview) -> str:
-    """For a tensor that changed when committed: how it differs from its previous value (if stored locally)."""
-    if item.load_previous is None or item.previous_hash is None:
+def _summary(lines: list[_Line]) -> str:
+    """The change recorded when this side was committed, over all its changed tensors; '' if none is recorded."""
+    changes = [line.change for line in lines if line.change is not None]
+    if not changes:
         return ""
-    try:
-        previous = item.load_previous()
-    except ObjectError:
-        return ""
-    change = compare(previous, data, item.layout.dtype, item.layout.dtype)
+    elements = sum(change.changed for change in changes)
+    delta = math.sqrt(sum(change.l2 * change.l2 for change in changes))
     return (
-        f"  | since {item.previous_hash[:19]}: changed {change.changed}/{change.elements} ({change.fraction:.2%})"
-        f"  l2 {fmt(change.l2)}  rel {fmt(change.rel)}  cos {change.cos:.6f}"
+        f"changed when committed: {len(changes)} of {len(lines)} tensors, {elements} elements, ||delta|| {fmt(delta)};"
+        f" the other {len(lines) - len(changes)} unchanged or new\n"
     )
+
+
+def _line(item: Item) -> _Line:
+    """``name  dtype [shape]  sha256:<first 12 hex digits>``, then the change since the previous value if recorded."""
+    text = f"{item.name}  {item.layout}  {item.digest()[:19]}"
+    change = None
+    if item.load_previous is not None and item.previous_hash is not None:
+        text += f"  | since {item.previous_hash[:19]}: "
+        try:
+            change = compare(item.load_previous(), item.load(), item.layout.dtype, item.layout.dtype)
+        except ObjectError:
+            text += "(not computed: its objects are not stored locally)"
+        else:
+            text += (
+                f"changed {change.changed}/{change.elements} ({change.fraction:.2%})  l2 {fmt(change.l2)}"
+                f"  rel {fmt(change.rel)}  cos {change.cos:.6f}  norm {fmt(change.new_norm)}"
+            )
+    return _Line(text + "\n", item.layout.elements, change)

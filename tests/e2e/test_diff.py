@@ -6,6 +6,7 @@ Every number is checked against a direct computation on the checkpoint files (nu
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_minilm_one_tensor_changed(repo: Path, minilm: Path) -> None:
     extended = git("log", "-p", "-1", "--ext-diff", cwd=repo).stdout.decode()
     assert "changed 192/384 (50.00%)" in extended
 
+    # --stat counts the changed lines of the metadata, where each tensor has one line.
     stat = git("diff", "--stat", "HEAD~1", "HEAD", cwd=repo).stdout.decode()
     assert "1 file changed, 1 insertion(+), 1 deletion(-)" in stat
 
@@ -302,7 +304,21 @@ def test_git_show_gives_each_commits_own_change_however_the_tensor_is_stored(rep
     shown = git("show", "HEAD", cwd=repo).stdout.decode()
     added = {line.split()[0][1:]: line for line in shown.splitlines() if line.startswith("+layer")}
     old, new = versions[1], versions[2]
-    for name in ("layer0.weight", "layer1.weight"):
-        want = expected(old[name], new[name], np.uint32)
+    wanted = {name: expected(old[name], new[name], np.uint32) for name in ("layer0.weight", "layer1.weight")}
+    for name, want in wanted.items():
         assert f"changed {want['changed']}/4096 " in added[name], added[name]  # v1 -> v2, not v0 -> v2
         assert f"cos {want['cos']:.6f}" in added[name]
+    # One summary line per commit: the + line is this commit's, the - line the parent's.
+    elements = sum(want["changed"] for want in wanted.values())
+    delta = math.sqrt(sum(want["l2"] ** 2 for want in wanted.values()))
+    summary = f"+changed when committed: 2 of 6 tensors, {elements} elements, ||delta|| {delta:.3e}; the other 4"
+    assert summary in shown, shown
+    assert len([line for line in shown.splitlines() if line.startswith("-changed when committed: 2 of 6")]) == 1
+
+    # Only what the commit changed is read: without the objects of the unchanged tensors, the output is the same.
+    metadata = json.loads(git("cat-file", "blob", "HEAD:model.safetensors", cwd=repo).stdout)
+    for entry in metadata["tensors"].values():
+        if "previous" not in entry:
+            oid = entry["oid"]
+            (repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).unlink()
+    assert git("show", "HEAD", cwd=repo).stdout.decode() == shown
