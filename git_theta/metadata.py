@@ -19,6 +19,7 @@ exactly the tensors that changed. ``format`` holds what the checkpoint plugin ne
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from git_theta.dtypes import ITEMSIZE
@@ -30,6 +31,8 @@ VERSION = 1
 DENSE = "dense"
 #: Longest base chain a metadata file may describe (writers keep theirs much shorter: ``theta.maxDeltaDepth``).
 MAX_CHAIN = 64
+#: How format data holds a byte string: inline as base64 when small, else in an object (see storage.format_data).
+BYTES_INLINE, BYTES_OBJECT = "$base64", "$object"
 MAGIC = b'{\n  "git_theta_metadata": '
 
 
@@ -215,10 +218,40 @@ class CheckpointMetadata:
             format=doc.get("format", {}),
         )
 
+    def objects(self) -> dict[str, int]:
+        """Every object (oid -> stored size) needed to write the checkpoint: the tensors' (and their bases') and
+        those holding large byte strings of the format data."""
+        needed: dict[str, int] = {}
+        for entry in self.tensors.values():
+            needed.update(entry.objects())
+        needed.update((entry.oid, entry.stored) for entry in format_objects(self.format))
+        return needed
+
     @property
     def total_bytes(self) -> int:
         """Raw size of all tensors."""
         return sum(entry.nbytes for entry in self.tensors.values())
+
+
+def format_objects(value: Any) -> Iterator[TensorEntry]:
+    """The objects that hold the large byte strings of format data (``{"$object": ...}``, see storage.format_data)."""
+    if isinstance(value, dict):
+        if set(value) == {BYTES_OBJECT}:
+            yield bytes_entry(value[BYTES_OBJECT])
+            return
+        for item in value.values():
+            yield from format_objects(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from format_objects(item)
+
+
+def bytes_entry(reference: Any) -> TensorEntry:
+    """The object holding a byte string of format data, described like a U8 tensor stored whole."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("nbytes"), int):
+        raise MetadataError("invalid reference to an object in the format data")
+    fields = {"dtype": "U8", "shape": [reference["nbytes"]], **reference}
+    return TensorEntry.from_json("format data", fields)
 
 
 def is_metadata(data: bytes) -> bool:

@@ -69,7 +69,8 @@ class GgufCheckpoint(Checkpoint):
         infos, alignment, _ = _parse_header(header)
         quantized = {info.spec.name: BLOCKS[info.ggml_type][0] for info in infos if info.ggml_type in BLOCKS}
         gaps: list[int | str] = []
-        format_data = {"header": base64.b64encode(header.data).decode("ascii"), "quantized": quantized, "gaps": gaps}
+        # The header (every key-value pair: a vocabulary can run to megabytes) is bytes: stored as an object.
+        format_data = {"header": bytes(header.data), "quantized": quantized, "gaps": gaps}
         # ``gaps`` (the padding before each tensor, then after the last) is complete once the tensors have been read.
         return format_data, _read_tensors(stream, label, infos, alignment, len(header.data), gaps)
 
@@ -81,7 +82,7 @@ class GgufCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         try:
-            header = base64.b64decode(str(format_data["header"]), validate=True)
+            header = _header(format_data)
             gaps = [_decode_gap(gap) for gap in format_data["gaps"]]
             infos, alignment, _ = _parse_header(_Recorder(io.BytesIO(header), "the stored header"))
         except (KeyError, TypeError, ValueError, CheckpointError) as exc:
@@ -101,7 +102,7 @@ class GgufCheckpoint(Checkpoint):
         """A header with new tensor infos for a merge's tensors, keeping every metadata key and value."""
         if [tuple(spec) for spec in old_specs] == [tuple(spec) for spec in new_specs]:
             return format_data, list(new_specs)
-        old = base64.b64decode(str(format_data["header"]))
+        old = _header(format_data)
         infos, alignment, kv_end = _parse_header(_Recorder(io.BytesIO(old), "the stored header"))
         types = {info.spec.name: info.ggml_type for info in infos}
         tensor_infos, offset, sizes = [], 0, []
@@ -117,8 +118,14 @@ class GgufCheckpoint(Checkpoint):
         for size in sizes:  # each tensor padded to the alignment, as llama.cpp's writer does
             gaps.append(_align(size, alignment) - size)
         quantized = {s.name: BLOCKS[types[s.name]][0] for s in new_specs if types.get(s.name) in BLOCKS}
-        new = {"header": base64.b64encode(header).decode("ascii"), "quantized": quantized, "gaps": gaps}
+        new = {"header": header, "quantized": quantized, "gaps": gaps}
         return new, list(new_specs)
+
+
+def _header(format_data: dict[str, Any]) -> bytes:
+    """The stored header: bytes, or base64 text in metadata written before headers were stored as objects."""
+    header = format_data["header"]
+    return header if isinstance(header, bytes) else base64.b64decode(str(header), validate=True)
 
 
 def _read_tensors(

@@ -30,8 +30,7 @@ def pre_push(remote: str, url: str | None) -> None:
     objects = {
         oid: size
         for _, metadata in metadata_in_commits(include, [f"--remotes={remote}"])
-        for entry in metadata.tensors.values()
-        for oid, size in entry.objects().items()
+        for oid, size in metadata.objects().items()
     }
     store = LfsObjectStore(lfs_storage())
     local = sorted(oid for oid in objects if store.has(oid))

@@ -29,13 +29,7 @@ def pull(paths: tuple[str, ...]) -> None:
         click.echo("git-theta: every checkpoint already has its weights", err=True)
         return
     store = LfsObjectStore(lfs_storage())
-    needed = {
-        oid: size
-        for metadata in lazy.values()
-        for entry in metadata.tensors.values()
-        for oid, size in entry.objects().items()
-        if not store.has(oid)
-    }
+    needed = {oid: size for metadata in lazy.values() for oid, size in metadata.objects().items() if not store.has(oid)}
     if needed:
         click.echo(f"git-theta: downloading {len(needed)} tensor objects for {len(lazy)} checkpoint(s)", err=True)
         fetch_objects(needed, store)

@@ -15,6 +15,7 @@ from git_theta.filters.context import FilterContext
 from git_theta.filters.represent import cheapest
 from git_theta.metadata import DENSE, CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
+from git_theta.storage.format_data import store_format
 
 HEAD_SIZE = 4096
 #: Set by ``git theta add --update-type`` (see filters/explicit.py).
@@ -58,6 +59,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         entries[spec.name] = entry
     if request is not None:
         request.finish(path)
+    format_data = store_format(format_data, context.store, context.level)  # large byte strings as objects
     return CheckpointMetadata(plugin.name, entries, format_data).dumps()
 
 

@@ -13,6 +13,7 @@ from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import frame_executor, ordered_map
 from git_theta.storage.errors import ObjectError
+from git_theta.storage.format_data import load_format
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
 from git_theta.storage.streaming import stream_tensors
@@ -41,6 +42,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
         return lambda out: out.write(data)
     plugin = load(metadata.checkpoint_type)
     _require_objects(metadata, path, context)
+    format_data = load_format(metadata.format, context.store, path)
     specs = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in metadata.tensors.items()]
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
@@ -51,7 +53,7 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
         else:
             load_one = partial(load_tensor, context.store)
             tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
-        plugin().write(metadata.format, specs, tensors, out)
+        plugin().write(format_data, specs, tensors, out)
 
     return write
 
@@ -64,8 +66,7 @@ def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memor
 
 def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
     """Download the objects that are not stored locally; fail before writing anything if some cannot be had."""
-    objects = {oid: size for entry in metadata.tensors.values() for oid, size in entry.objects().items()}
-    missing, reason = download_missing(context.store, objects, context.fetch)
+    missing, reason = download_missing(context.store, metadata.objects(), context.fetch)
     if missing:
         raise ObjectError(
             f"{path}: {len(missing)} tensor object(s) are not stored locally and could not be downloaded "

@@ -28,6 +28,7 @@ from git_theta.legacy.checkpoint import LEGACY_TYPES, Rebuilt
 from git_theta.legacy.filters import resolve
 from git_theta.legacy.metadata import is_legacy_metadata
 from git_theta.metadata import CheckpointMetadata
+from git_theta.storage.format_data import store_format
 
 #: The old tool's commands, by the config key that names them.
 OLD_COMMANDS = {
@@ -63,7 +64,8 @@ def migrate_file(path: str, root: Path, context: FilterContext, blobs: BlobReade
     entries = {}
     for spec, data in zip(rebuilt.specs, rebuilt.tensors, strict=True):
         _, entries[spec.name] = store_tensor(context, Tensor(spec, data))
-    ours = CheckpointMetadata(rebuilt.checkpoint_type, entries, rebuilt.format).dumps()
+    format_data = store_format(rebuilt.format, context.store, context.level)
+    ours = CheckpointMetadata(rebuilt.checkpoint_type, entries, format_data).dumps()
     state = _worktree_state(root / path, path, rebuilt, context)
     mode = run("ls-files", "-s", "-z", "--", path, cwd=str(root)).stdout.split(b" ", 1)[0].decode()
     blob = run("hash-object", "-w", "--stdin", input=ours, cwd=str(root)).stdout.decode().strip()

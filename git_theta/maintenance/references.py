@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass, field
 
 from git_theta.git.reachability import metadata_blobs
-from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry
+from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, format_objects
 
 #: Anything that looks like an object id; used where keeping too much is safe and keeping too little is not.
 _OID = re.compile(rb"[0-9a-f]{64}")
+#: How reports name an object holding format data (GGUF's header) rather than a tensor.
+FORMAT_DATA = "format data"
 
 
 @dataclass
@@ -32,7 +34,8 @@ class Usage:
     def describe(self, oid: str) -> str:
         """Name the checkpoint path(s), the tensor and the object, for a one-line report."""
         more = f" (and {len(self.tensors) - 1} more)" if len(self.tensors) > 1 else ""
-        return f"{', '.join(self.paths)}: tensor {self.tensors[0]!r}{more}: object {oid}"
+        what = FORMAT_DATA if self.tensors[0] == FORMAT_DATA else f"tensor {self.tensors[0]!r}"
+        return f"{', '.join(self.paths)}: {what}{more}: object {oid}"
 
 
 def referenced_objects(revisions: list[str]) -> tuple[dict[str, Usage], list[str]]:
@@ -50,6 +53,11 @@ def referenced_objects(revisions: list[str]) -> tuple[dict[str, Usage], list[str
             while entry.base:  # the values an update applies to are needed too
                 entry = entry.base_entry()
                 usages.setdefault(entry.oid, Usage()).add(path, name, entry)
+        try:
+            for entry in format_objects(metadata.format):  # large byte strings of the format data (GGUF's header)
+                usages.setdefault(entry.oid, Usage()).add(path, FORMAT_DATA, entry)
+        except MetadataError as exc:
+            unreadable.append(f"{path}: {exc}")
     return usages, unreadable
 
 

@@ -72,7 +72,7 @@ def merge_metadata(
         else:
             taken[conflict.name] = merge_tensor(strategy, conflict, _weights(strategy, weights, len(sides)), tensors)
     result = {name: entry for name, entry in taken.items() if entry is not None}
-    return Outcome(_assemble(checkpoint_type, sides[owner], result), [], merged)
+    return Outcome(_assemble(checkpoint_type, sides[owner], result, tensors), [], merged)
 
 
 def _key(entry: TensorEntry | None) -> tuple[str, str, tuple[int, ...]] | None:
@@ -129,7 +129,9 @@ def _weights(strategy: MergeStrategy, weights: list[float] | None, count: int) -
     return chosen
 
 
-def _assemble(checkpoint_type: str, owner: CheckpointMetadata, tensors: dict[str, TensorEntry]) -> CheckpointMetadata:
+def _assemble(
+    checkpoint_type: str, owner: CheckpointMetadata, tensors: dict[str, TensorEntry], io: TensorIO
+) -> CheckpointMetadata:
     """Metadata for the merged tensors, with format data that writes exactly them, in the order they are stored."""
     specs = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in tensors.items()]
     old = [TensorSpec(name, entry.dtype, entry.shape) for name, entry in owner.tensors.items()]
@@ -137,5 +139,7 @@ def _assemble(checkpoint_type: str, owner: CheckpointMetadata, tensors: dict[str
         return CheckpointMetadata(checkpoint_type, tensors, owner.format)
     from git_theta.checkpoints.detect import load
 
-    format_data, ordered = load(checkpoint_type).rebuild_format(owner.format, old, specs)
-    return CheckpointMetadata(checkpoint_type, {spec.name: tensors[spec.name] for spec in ordered}, format_data)
+    format_data, ordered = load(checkpoint_type).rebuild_format(io.load_format(owner.format), old, specs)
+    return CheckpointMetadata(
+        checkpoint_type, {spec.name: tensors[spec.name] for spec in ordered}, io.store_format(format_data)
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,14 @@ class TensorIO(Protocol):
         ...
 
     def store(self, spec: TensorSpec, data: memoryview) -> TensorEntry: ...
+
+    def load_format(self, format_data: dict[str, Any]) -> dict[str, Any]:
+        """Format data with its byte strings as ``bytes`` (see storage.format_data), for a plugin to rebuild."""
+        ...
+
+    def store_format(self, format_data: dict[str, Any]) -> dict[str, Any]:
+        """Format data as metadata holds it: large byte strings stored as objects."""
+        ...
 
 
 class StoreTensors:
@@ -75,6 +83,18 @@ class StoreTensors:
         from git_theta.filters.clean import store_tensor
 
         return store_tensor(self.context, Tensor(spec, data))[1]
+
+    def load_format(self, format_data: dict[str, Any]) -> dict[str, Any]:
+        from git_theta.metadata import format_objects
+        from git_theta.storage.format_data import load_format
+
+        self.require(format_objects(format_data))
+        return load_format(format_data, self.context.store, self.path)
+
+    def store_format(self, format_data: dict[str, Any]) -> dict[str, Any]:
+        from git_theta.storage.format_data import store_format
+
+        return store_format(format_data, self.context.store, self.context.level)
 
 
 def numpy_dtype(dtype: str) -> np.dtype:

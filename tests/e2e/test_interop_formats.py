@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,84 @@ def test_flax_and_gguf_round_trip_through_git(installed: Path, tmp_path: Path) -
     for name, data in originals.items():
         assert (repo / name).read_bytes() == data
     assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def big_vocabulary_gguf(path: Path, tensors: dict[str, np.ndarray]) -> bytes:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list([f"token-{index}" for index in range(20_000)])
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+def test_a_merge_that_adds_tensors_to_a_large_gguf_keeps_its_header(installed: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    theta("track", "*.gguf", cwd=repo)
+    base = {"blk.0.weight": np.arange(64, dtype=np.float32).reshape(2, 32)}
+    big_vocabulary_gguf(repo / "model.gguf", base)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    big_vocabulary_gguf(repo / "model.gguf", {**base, "blk.1.side": np.ones(8, np.float32)})
+    git("commit", "-q", "-am", "side adds a tensor", cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    big_vocabulary_gguf(repo / "model.gguf", {**base, "blk.1.main": np.zeros(4, np.float16)})
+    git("commit", "-q", "-am", "main adds another", cwd=repo)
+
+    git("merge", "-q", "--no-edit", "side", cwd=repo)  # no tensor conflicts: the header is rebuilt for both
+    reader = gguf.GGUFReader(str(repo / "model.gguf"))
+    assert sorted(tensor.name for tensor in reader.tensors) == ["blk.0.weight", "blk.1.main", "blk.1.side"]
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    assert len(tokens.data) == 20_000 and bytes(tokens.parts[tokens.data[-1]]) == b"token-19999"
+    assert "$object" in json.loads(git("show", "HEAD:model.gguf", cwd=repo).stdout)["format"]["header"]
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def test_a_large_gguf_header_is_one_object_sent_once(installed: Path, tmp_path: Path) -> None:
+    """A 20,000-token vocabulary: the metadata in Git stays small, the header travels through the remote as one
+    object, and a commit that changes only a tensor stores and sends nothing more for the header."""
+    from tests.remotes import LocalRemote
+
+    remote = LocalRemote.create(tmp_path)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    theta("track", "*.gguf", cwd=repo)
+    remote.add_to(repo)
+
+    def write(bias: float) -> bytes:
+        weight = np.arange(64, dtype=np.float32).reshape(2, 32)
+        return big_vocabulary_gguf(
+            repo / "model.gguf", {"blk.0.weight": weight, "blk.0.bias": np.full(8, bias, np.float16)}
+        )
+
+    first = write(0.0)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    metadata = git("show", "HEAD:model.gguf", cwd=repo).stdout
+    assert len(first) > 300_000 and len(metadata) < 2_000, len(metadata)
+    header = json.loads(metadata)["format"]["header"]["$object"]
+    git("push", "-q", "origin", "HEAD:main", cwd=repo)
+    assert header["oid"] in remote.objects()
+
+    sent = remote.objects()
+    second = write(1.0)
+    git("commit", "-q", "-am", "new bias", cwd=repo)
+    assert json.loads(git("show", "HEAD:model.gguf", cwd=repo).stdout)["format"]["header"]["$object"] == header
+    git("push", "-q", "origin", "HEAD:main", cwd=repo)
+    assert len(remote.objects() - sent) == 1  # the bias only
+
+    clone = tmp_path / "clone"
+    remote.clone(clone)
+    assert (clone / "model.gguf").read_bytes() == second
+    git("checkout", "-q", "HEAD~1", cwd=clone)
+    assert (clone / "model.gguf").read_bytes() == first
+    # The weight, both biases and the header: all referenced, none removable.
+    assert "4 referenced tensor object(s) present and intact" in theta("fsck", cwd=clone).stdout.decode()
+    assert "would remove 0 unreferenced" in theta("gc", "--dry-run", cwd=clone).stdout.decode()

@@ -224,13 +224,21 @@ def test_smudge_refuses_a_header_that_does_not_match(tmp_path: Path) -> None:
         bad_gaps = {**metadata.format, "gaps": metadata.format["gaps"][1:]}
         with pytest.raises(MetadataError):
             smudge_bytes(CheckpointMetadata("gguf", metadata.tensors, bad_gaps).dumps(), "m.gguf", context)
-        cut = base64.b64encode(base64.b64decode(metadata.format["header"])[:-9]).decode()
+        cut = {"$base64": base64.b64encode(base64.b64decode(metadata.format["header"]["$base64"])[:-9]).decode()}
         with pytest.raises(MetadataError):
             smudge_bytes(
                 CheckpointMetadata("gguf", metadata.tensors, {**metadata.format, "header": cut}).dumps(),
                 "m.gguf",
                 context,
             )
+
+
+def test_metadata_with_the_header_as_base64_text_still_checks_out(tmp_path: Path) -> None:
+    data = write_gguf(tmp_path / "m.gguf", model())
+    with filter_context() as context:
+        metadata = CheckpointMetadata.loads(clean_bytes(data, "m.gguf", context))
+        older = {**metadata.format, "header": metadata.format["header"]["$base64"]}  # before headers were bytes
+        assert smudge_bytes(CheckpointMetadata("gguf", metadata.tensors, older).dumps(), "m.gguf", context) == data
 
 
 # --- merges --------------------------------------------------------------------------------------------------------
