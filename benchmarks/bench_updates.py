@@ -9,7 +9,9 @@ Three scenarios, each in fresh repositories (one with git-theta, one with ``git 
                  values: bytes of the new objects / raw bytes of those four tensors;
 3. ``chain``     commit a sequence of versions (each the previous plus noise at the scale of the real fine-tune's
                  change of that tensor) with git-theta's default ``theta.maxDeltaDepth``, then time
-                 ``git checkout REV -- FILE`` of every version.
+                 ``git checkout REV -- FILE`` of every version;
+4. ``large``     commit a generated 1 GiB model (16 F32 tensors of 64 MiB), then the same with every element changed
+                 at the relative scale of the real fine-tune (2e-3): ``git add`` time and peak memory at scale.
 
 Usage: python benchmarks/bench_updates.py [--quick] [--steps N] [--repeat N] [--json FILE] [--workdir DIR]
 """
@@ -38,6 +40,7 @@ from bench_core import (
     read_header,
     timed_git,
     versions,
+    write_safetensors,
 )
 
 from git_theta.git.repo import DEFAULT_DEPTH, DEPTH_KEY
@@ -51,6 +54,9 @@ SPARSE_TENSORS = (
     "encoder.layer.5.output.dense.weight",
 )
 SPARSE_FRACTION = 0.01
+#: The generated large model: tensors, their side, the weights' scale and the fine-tune's change relative to it
+#: (the real fine-tune changes every element by about 2e-3 of the weights' spread).
+LARGE_TENSORS, LARGE_SIDE, LARGE_SCALE, LARGE_CHANGE = 16, 4096, 0.02, 2e-3
 #: ``git checkout`` of each chain version is timed this many times per repeat (best is reported).
 CHECKOUT_TRIALS = 2
 
@@ -104,6 +110,23 @@ def write_sparse_edit(source: Path, dest: Path, names: tuple[str, ...], seed: in
         sizes[name] = values.nbytes
     dest.write_bytes(data)
     return sizes
+
+
+def write_large_pair(data_dir: Path, count: int = LARGE_TENSORS, side: int = LARGE_SIDE) -> tuple[Path, Path]:
+    """A generated model and its fine-tuned version, written one tensor at a time."""
+    shapes = {f"layers.{index:02d}.weight": (side, side) for index in range(count)}
+
+    def base(index: int) -> np.ndarray:
+        return np.random.default_rng(index).standard_normal((side, side), dtype=np.float32) * np.float32(LARGE_SCALE)
+
+    def tuned(index: int) -> np.ndarray:
+        noise = np.random.default_rng(1000 + index).standard_normal((side, side), dtype=np.float32)
+        return base(index) + noise * np.float32(LARGE_SCALE * LARGE_CHANGE)
+
+    paths = data_dir / "large-base.safetensors", data_dir / "large-tuned.safetensors"
+    write_safetensors(paths[0], shapes, base)
+    write_safetensors(paths[1], shapes, tuned)
+    return paths
 
 
 def write_chain(base: Path, tuned: Path, data_dir: Path, count: int, seed: int) -> list[Path]:
@@ -367,6 +390,7 @@ class Results:
     finetune: dict[str, FinetuneResult]
     sparse: SparseResult
     chain: list[VersionResult]
+    large: FinetuneResult | None = None
 
     def checkout_ratio(self, tool: str, version: int | None = None, reference: int = 1) -> float:
         """Best checkout time of ``version`` (default: the slowest version) over that of version ``reference``."""
@@ -395,6 +419,11 @@ def check_targets(results: Results) -> list[dict[str, object]]:
             1.25,
         ),
     ]
+    if results.large is not None:
+        large = results.large
+        rows.append(
+            ("fine-tune of a 1 GiB model: git add <= 1.0x git lfs", min(large.theta_add) / min(large.lfs_add), 1.0)
+        )
     return [
         {"target": text, "measured": round(value, 3), "limit": limit, "met": value <= limit}
         for text, value, limit in rows
@@ -407,10 +436,10 @@ def _kinds(kinds: dict[str, int]) -> str:
 
 def print_report(results: Results, targets: list[dict[str, object]]) -> None:
     """Print the results as markdown tables."""
-    print(f"\n### Fine-tune of all-MiniLM-L6-v2 ({results.steps} AdamW steps, lr {results.lr:g})\n")
+    print(f"\n### Fine-tunes: all-MiniLM-L6-v2 ({results.steps} AdamW steps, lr {results.lr:g}), generated 1 GiB\n")
     print("| dtype | file MB | theta 1st / raw | theta tuned / raw | lfs tuned / raw | add s theta | add s lfs |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for item in results.finetune.values():
+    for item in [*results.finetune.values(), *([results.large] if results.large else [])]:
         raw = item.file_bytes
         print(
             f"| {item.dtype} | {raw / 1e6:.1f} | {item.theta_first / raw:.3f} | {item.theta_new / raw:.3f} | "
@@ -424,6 +453,8 @@ def print_report(results: Results, targets: list[dict[str, object]]) -> None:
                 f"({row['stored'] / row['nbytes']:.2f})"
             )
     sparse = results.sparse
+    if results.large is not None:
+        print(f"\n{results.large.dtype}: peak memory of git-theta's filter {results.large.theta_peak_mib:.0f} MiB")
     print(f"\n### {SPARSE_FRACTION:.0%} of the entries of {len(sparse.tensors)} fp32 tensors changed\n")
     print("| tensor | shape | raw MB | theta stored MB | stored / raw | update |")
     print("|---|---|---:|---:|---:|---|")
@@ -480,6 +511,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, help="fresh repositories per scenario; the best time is reported (3; 1 with --quick)"
     )
+    parser.add_argument("--no-large", action="store_true", help="skip the generated 1 GiB model (4 GiB of disk)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--workdir", type=Path, help="parent directory for the temporary data (default: $TMPDIR)")
     parser.add_argument("--cache", type=Path, help="where the fine-tuned weights are kept (WORKDIR/git-theta-finetune)")
@@ -511,7 +543,12 @@ def run(args: argparse.Namespace, work: Path) -> Results:
     chain_paths = write_chain(models["base-fp32"], models["tuned-fp32"], data, args.versions, seed=2)
     print(f"benchmarking a chain of {args.versions} versions ({args.repeat} repeats)", file=sys.stderr)
     chain = bench_chain(chain_paths, work, env, args.repeat)
-    return Results(args.steps, args.lr, DEFAULT_DEPTH, tuned, sparse, chain)
+    large = None
+    if not args.no_large:
+        print(f"benchmarking the fine-tune of a generated 1 GiB model ({args.repeat} repeats)", file=sys.stderr)
+        large_base, large_tuned = write_large_pair(data)
+        large = bench_finetune("fp32 1 GiB", large_base, large_tuned, work, env, args.repeat)
+    return Results(args.steps, args.lr, DEFAULT_DEPTH, tuned, sparse, chain, large)
 
 
 def main(argv: list[str] | None = None) -> int:

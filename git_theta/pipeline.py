@@ -27,6 +27,12 @@ def frame_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers(), thread_name_prefix="git-theta-frames")
 
 
+@cache
+def hash_executor() -> ThreadPoolExecutor:
+    """One thread that hashes a streamed tensor's blocks in order, beside the thread that writes them."""
+    return ThreadPoolExecutor(1, thread_name_prefix="git-theta-hash")
+
+
 def ordered_map(
     executor: ThreadPoolExecutor,
     fn: Callable[[In], Out],

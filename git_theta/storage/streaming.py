@@ -7,11 +7,12 @@ needs memory for a few blocks instead of a few tensors.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import hash_executor, ordered_map
 from git_theta.storage.codec import Block, ObjectReader
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
@@ -94,7 +95,8 @@ class _DeltaBlocks:
         from git_theta.updates.delta import add_zigzag_difference
 
         base, delta = self.keyframe.read_block(blocks[0]), self.delta.read_block(blocks[1])
-        new = add_zigzag_difference(np.frombuffer(base, self.bits), np.frombuffer(delta, self.bits))
+        zigzag = np.frombuffer(delta, self.bits)
+        new = add_zigzag_difference(np.frombuffer(base, self.bits), zigzag, zigzag if zigzag.flags.writeable else None)
         return memoryview(new.view(np.uint8))
 
     def check_hash(self, digest: hashlib._Hash) -> None:
@@ -122,15 +124,19 @@ class _Rebuilt:
 
 
 def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
-    digest = hashlib.sha256()
+    digest, hashing = hashlib.sha256(), deque[Future]()
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
         hashed = reader.codec in ("raw", "delta")  # zstd frames carry their own checksums; the rest are hashed
-        if hashed:
-            digest.update(data)
+        if hashed:  # in order, on a thread of its own, while this one hands the block over (each block is new)
+            hashing.append(hash_executor().submit(digest.update, data))
+            while len(hashing) > AHEAD:
+                hashing.popleft().result()
         yield data
         if last:
             reader.close()
             if hashed:
+                for update in hashing:
+                    update.result()
                 reader.check_hash(digest)
             return

@@ -40,9 +40,15 @@ def zigzag_difference(new_bits: np.ndarray, old_bits: np.ndarray, out: np.ndarra
     np.bitwise_xor(out, sign.view(out.dtype), out=out)
 
 
-def add_zigzag_difference(old_bits: np.ndarray, zigzag: np.ndarray) -> np.ndarray:
-    """The new bit patterns: ``old_bits`` plus the difference ``zigzag`` encodes, wrapping (inverse of the above)."""
-    return old_bits + ((zigzag >> 1) ^ (0 - (zigzag & 1)))
+def add_zigzag_difference(old_bits: np.ndarray, zigzag: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The new bit patterns: ``old_bits`` plus the difference ``zigzag`` encodes, wrapping (inverse of the above).
+
+    Computed in ``out`` (which may be ``zigzag`` itself) with one temporary array, where a block is decoded.
+    """
+    sign = np.negative(zigzag & 1)  # all ones where the difference is negative
+    out = np.right_shift(zigzag, 1, out=out)
+    np.bitwise_xor(out, sign, out=out)
+    return np.add(out, old_bits, out=out)
 
 
 def bits_dtype(dtype: np.dtype) -> np.dtype:

@@ -205,6 +205,14 @@ def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> No
     with ThreadPoolExecutor(2) as pool:
         (chunks,) = list(stream_tensors(store, [("t", entry)], pool))
         assert b"".join(bytes(c) for c in chunks) == new.tobytes()
+        # A delta whose sum with its base is not the tensor the metadata names (the result is hashed as it streams).
+        other = digest(np.zeros_like(new).tobytes())
+        header = update_header("delta", entry.base_entry(), {})
+        oid, stored = store_update(store, update_parts(DeltaUpdate().infer(old, new)), other, header, 1, None)
+        with pytest.raises(ObjectError, match="do not give the committed tensor"):
+            for chunks in stream_tensors(store, [("t", entry._replace(hash=other, oid=oid, stored=stored))], pool):
+                for _ in chunks:
+                    pass
         corrupt = bytearray(store.objects[entry.oid])
         corrupt[-5] ^= 0xFF
         store.objects[entry.oid] = bytes(corrupt)
