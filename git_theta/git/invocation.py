@@ -14,11 +14,27 @@ _OPTIONS_WITH_VALUE = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--name
 @cache
 def parent_git_command() -> str | None:
     """Return the subcommand of the git process that started us (``diff``, ``checkout``...), if it can be read."""
+    found = _parent_git()
+    return _subcommand(found[1][1:]) if found else None
+
+
+@cache
+def parent_git_identity() -> str | None:
+    """Name the git process that started us, uniquely over time (pid and start time), if it can be read.
+
+    git starts one merge driver per file: this tells the drivers of one ``git merge`` apart from another's.
+    """
+    found = _parent_git()
+    start = _stat_fields(found[0])[19:20] if found else []  # starttime, the 22nd field of /proc/PID/stat
+    return f"{found[0]}@{start[0]}" if found and start else None
+
+
+def _parent_git() -> tuple[int, list[str]] | None:
     pid = os.getppid()
     for _ in range(3):  # git may start us through ``sh -c``
         argv = _cmdline(pid)
         if argv and os.path.basename(argv[0]) in ("git", "git.exe"):
-            return _subcommand(argv[1:])
+            return pid, argv
         if not argv or os.path.basename(argv[0]) not in ("sh", "dash", "bash"):
             return None
         pid = _parent_of(pid)
@@ -34,11 +50,20 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def _parent_of(pid: int) -> int:
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or [] if it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def _subcommand(args: list[str]) -> str | None:

@@ -18,6 +18,11 @@ def common_dir(cwd: str | None = None) -> Path:
         raise UsageError("not inside a git repository; run this in one (or git init first)") from None
 
 
+def git_dir(cwd: str | None = None) -> Path:
+    """Return this worktree's git directory (where git keeps MERGE_HEAD)."""
+    return Path(output("rev-parse", "--path-format=absolute", "--git-dir", cwd=cwd))
+
+
 def toplevel(cwd: str | None = None) -> Path:
     """Return the root of the working tree."""
     try:

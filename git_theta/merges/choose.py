@@ -4,14 +4,19 @@ Sources, first match wins: patterns from the command line, ``GIT_THETA_MERGE_PAT
 ``theta.mergePattern`` config key (each ``GLOB=STRATEGY``, the glob matched against the tensor name); then the
 default strategy from the command line, ``GIT_THETA_MERGE_STRATEGY`` or ``theta.mergeStrategy``; then the
 interactive menu when standard input is a terminal. Otherwise the tensor stays a conflict.
+
+"Apply to all" in the menu holds for the rest of the git command: git runs one merge driver per file, so the answer
+is kept in the git directory, with the identity of the git process it belongs to, for the drivers of the next files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from fnmatch import fnmatchcase
 
+from git_theta.errors import GitThetaError
 from git_theta.merges.base import Conflict, MergeError, MergeStrategy, load_strategy
 from git_theta.merges.menu import Menu
 
@@ -19,6 +24,8 @@ STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
 PATTERNS_ENV = "GIT_THETA_MERGE_PATTERNS"
 STRATEGY_KEY = "theta.mergeStrategy"
 PATTERN_KEY = "theta.mergePattern"
+#: In the git directory: the strategy chosen with "apply to all", for the other files of the same git command.
+CHOICE_FILE = "theta-merge-choice.json"
 
 
 class Chooser:
@@ -45,11 +52,9 @@ class Chooser:
         spec = strategy or os.environ.get(STRATEGY_ENV, "").strip() or config.get(STRATEGY_KEY)
         if interactive is None:
             interactive = sys.stdin is not None and sys.stdin.isatty()
-        return cls(
-            load_strategy(spec) if spec else None,
-            [parse_pattern(rule) for rule in rules],
-            Menu(sys.stdin, sys.stderr) if interactive else None,
-        )
+        default = load_strategy(spec) if spec else (_chosen_for_all() if interactive else None)
+        menu = Menu(sys.stdin, sys.stderr) if interactive else None
+        return cls(default, [parse_pattern(rule) for rule in rules], menu)
 
     def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
         for glob, strategy in self.patterns:
@@ -60,9 +65,39 @@ class Chooser:
         if self.menu is None:
             return None
         strategy, apply_to_all = self.menu.ask(path, conflict)
-        if apply_to_all:
+        if apply_to_all and strategy is not None:
             self.default = strategy
+            _choose_for_all(strategy)
         return strategy
+
+
+def _chosen_for_all() -> MergeStrategy | None:
+    """The strategy chosen with "apply to all" for an earlier file of this git command, if any."""
+    from git_theta.git.invocation import parent_git_identity
+    from git_theta.git.repo import git_dir
+
+    identity = parent_git_identity()
+    if identity is None:
+        return None
+    try:
+        record = json.loads((git_dir() / CHOICE_FILE).read_text())
+        return load_strategy(record["strategy"]) if record.get("git") == identity else None
+    except (OSError, ValueError, KeyError, TypeError, GitThetaError):  # unreadable or stale: ask again
+        return None
+
+
+def _choose_for_all(strategy: MergeStrategy) -> None:
+    """Keep ``strategy`` for the other files of this git command (where the git process can be identified)."""
+    from git_theta.git.invocation import parent_git_identity
+    from git_theta.git.repo import git_dir
+
+    identity = parent_git_identity()
+    if identity is None:
+        return
+    path = git_dir() / CHOICE_FILE
+    temporary = path.with_name(f"{CHOICE_FILE}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"git": identity, "strategy": strategy.describe()}))
+    os.replace(temporary, path)
 
 
 def parse_pattern(rule: str) -> tuple[str, MergeStrategy]:

@@ -123,8 +123,8 @@ def test_manual_merge_writes_the_three_versions(repo: Path) -> None:
         assert all(np.array_equal(written[k], expected[k]) for k in expected)
 
 
-def test_interactive_menu_on_a_terminal(repo: Path) -> None:
-    base, ours, theirs = branches(repo)
+def merge_on_a_terminal(repo: Path, answer: bytes) -> tuple[int, bytes]:
+    """``git merge side`` with a terminal for input and output; give ``answer`` to the first menu question."""
     master, slave = pty.openpty()
     process = subprocess.Popen(["git", "merge", "--no-edit", "side"], cwd=repo, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
@@ -142,15 +142,62 @@ def test_interactive_menu_on_a_terminal(repo: Path) -> None:
                 break
             seen += chunk
         if not answered and b"apply to all" in seen:
-            os.write(master, b"average!\n")
+            os.write(master, answer)
             answered = True
         if process.poll() is not None and not ready:
             break
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(seen.decode(errors="replace")) from None
     os.close(master)
-    assert answered and process.returncode == 0, seen.decode(errors="replace")
+    assert answered, seen.decode(errors="replace")
+    return process.returncode, seen
+
+
+def test_interactive_menu_on_a_terminal(repo: Path) -> None:
+    base, ours, theirs = branches(repo)
+    returncode, seen = merge_on_a_terminal(repo, b"average!\n")
+    assert returncode == 0, seen.decode(errors="replace")
     assert seen.count(b"changed on both sides") == 1  # "apply to all": asked once for two tensors
     np.testing.assert_allclose(load(repo)["layer.bias"], (ours["layer.bias"] + theirs["layer.bias"]) / 2)
+
+
+def test_apply_to_all_holds_for_every_file_of_the_merge(repo: Path) -> None:
+    """git runs one merge driver per file (shards of a model): one answer resolves them all, for this merge only."""
+    shards = [f"model-0000{index}-of-00003.safetensors" for index in (1, 2, 3)]
+    versions = {shard: {k: v for k, v in model(index).items() if k != "steps"} for index, shard in enumerate(shards)}
+
+    def commit_shards(change: float, message: str) -> None:
+        for shard, tensors in versions.items():
+            save_safetensors(repo / shard, {name: value + change for name, value in tensors.items()})
+        git("add", *shards, cwd=repo)
+        git("commit", "-q", "-m", message, cwd=repo)
+
+    commit_shards(0, "base")
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    commit_shards(2, "side")
+    git("checkout", "-q", "main", cwd=repo)
+    commit_shards(-1, "main")
+    returncode, seen = merge_on_a_terminal(repo, b"average!\n")
+    assert returncode == 0, seen.decode(errors="replace")
+    assert seen.count(b"changed on both sides") == 1  # asked once for three files of three conflicting tensors
+    for shard, tensors in versions.items():
+        merged = load(repo, shard)
+        for name, value in tensors.items():
+            mean = ((value - 1).astype(np.float64) + (value + 2)) / 2  # the average of the two sides, rounded once
+            np.testing.assert_array_equal(merged[name], mean.astype(np.float32), err_msg=f"{shard}: {name}")
+    assert_clean(repo)
+
+    # The next merge asks again: the answer belonged to that git command.
+    git("checkout", "-q", "side", cwd=repo)
+    commit_shards(5, "side again")
+    git("checkout", "-q", "main", cwd=repo)
+    commit_shards(-3, "main again")
+    returncode, seen = merge_on_a_terminal(repo, b"ours!\n")
+    assert returncode == 0 and seen.count(b"changed on both sides") == 1, seen.decode(errors="replace")
+    assert all(np.array_equal(load(repo, shard)["layer.bias"], versions[shard]["layer.bias"] - 3) for shard in shards)
 
 
 def test_cherry_pick_transfers_a_fine_tune_to_a_new_base(repo: Path) -> None:
