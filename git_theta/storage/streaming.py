@@ -139,7 +139,9 @@ def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
         hashed = reader.codec in ("raw", "delta")  # zstd frames carry their own checksums; the rest are hashed
-        if hashed:  # in order, on a thread of its own, while this one hands the block over (each block is new)
+        if hashed and last and not hashing:
+            digest.update(data)  # a tensor of one block: not worth a thread
+        elif hashed:  # in order, on a thread of its own, while this one hands the block over (each block is new)
             hashing.append(hash_executor().submit(digest.update, data))
             while len(hashing) > AHEAD:
                 hashing.popleft().result()
