@@ -8,6 +8,9 @@ Updates are taken against the *keyframe* of the previous value, the version of t
 against the previous value itself: every version then rebuilds from two objects, however long the history, so
 checking out version 100 costs what version 1 does. As the weights drift from the keyframe the update grows, until
 storing the tensor whole is cheaper; that version becomes the next keyframe.
+
+A large tensor in which many elements changed (a fine-tune) never has its delta held whole: each block of it is
+computed from the keyframe's block when it is compressed, on every core.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import frame_executor
-from git_theta.storage.codec import ObjectReader, encode, encode_update, sampled_size
+from git_theta.storage.codec import BLOCK, ObjectReader, encode, encode_update, sample_starts, sampled_size
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.tensors import encode_in_memory, store_dense, store_update
 
@@ -55,6 +58,10 @@ def _store_cheapest(
     context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
 ) -> TensorEntry:
     base = _usable_base(context, spec, digest, previous)
+    if base is not None and len(data) > ENCODE_ALL:
+        streamed = _store_large(context, spec, data, digest, base)
+        if streamed is not None:
+            return streamed
     candidates = _update_candidates(context, spec, data, base) if base is not None else []
     group = itemsize(spec.dtype)
     if candidates:
@@ -74,6 +81,97 @@ def _store_cheapest(
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
     oid, stored = store_dense(context.store, data, digest, group, context.level, frame_executor())
     return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
+
+
+def _store_large(
+    context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, keyframe: TensorEntry
+) -> TensorEntry | None:
+    """Store a large tensor whole or as a delta streamed from its keyframe, judged on a sample of blocks.
+
+    None when the sample says few elements changed (a sparse update may be smallest: that is judged on the whole
+    difference), or when the keyframe cannot be streamed from (stored raw, damaged): the general path decides then.
+    """
+    import numpy as np
+
+    delta = _StreamedDelta.open(context, spec, data, keyframe)
+    if delta is None:
+        return None
+    try:
+        starts = sample_starts(len(data))
+        changed = sum(int(np.count_nonzero(delta.bits_at(at))) for at in starts)
+        sampled = sum(min(BLOCK, len(data) - at) for at in starts) // delta.itemsize
+        if changed <= 2 * SPARSE_FRACTION * sampled:
+            return None
+        group, level = itemsize(spec.dtype), context.level
+        if sampled_size(delta, delta.itemsize, level) >= sampled_size(data, group, level):
+            oid, stored = store_dense(context.store, data, digest, group, level, frame_executor())
+            return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
+        parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]
+        header = update_header("delta", keyframe, {})
+        oid, stored = store_update(context.store, parts, digest, header, level, frame_executor())  # type: ignore[arg-type]
+        return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, "delta", (keyframe.link,))
+    except ObjectError:
+        return None  # a damaged keyframe: the general path stores the tensor whole; fsck reports the damage
+    finally:
+        delta.close()
+
+
+class _StreamedDelta:
+    """The ``delta`` of a tensor from its keyframe, a block at a time, on demand and from any thread.
+
+    Its ``BLOCK``-aligned slices are the bytes of the delta there (the zigzag difference of the bit patterns),
+    computed from the same block of the keyframe, whose zstd frames check their own content.
+    """
+
+    def __init__(self, new_bits: Any, reader: ObjectReader) -> None:
+        from git_theta.updates.base import dtype_name
+
+        self.new_bits, self.reader = new_bits, reader
+        self.itemsize = new_bits.itemsize
+        self.dtype_name = dtype_name(new_bits)
+        self.blocks = {block[2]: block for block in reader.blocks}
+
+    @classmethod
+    def open(
+        cls, context: FilterContext, spec: TensorSpec, data: memoryview, keyframe: TensorEntry
+    ) -> _StreamedDelta | None:
+        """The delta of ``data`` from ``keyframe``; None unless the keyframe's frames line up with ``BLOCK``."""
+        import numpy as np
+
+        from git_theta.updates.base import numpy_dtype
+        from git_theta.updates.delta import bits_dtype
+
+        label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
+        try:
+            store = context.store
+            reader = ObjectReader(store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
+        except ObjectError:
+            return None
+        if reader.codec != "zstd" or reader.header.get("block") != BLOCK:
+            reader.close()
+            return None
+        return cls(np.frombuffer(data, dtype=bits_dtype(numpy_dtype(spec.dtype))), reader)
+
+    def __len__(self) -> int:
+        return len(self.new_bits) * self.itemsize
+
+    def __getitem__(self, window: slice) -> memoryview:
+        return memoryview(self.bits_at(window.start).view("u1"))
+
+    def bits_at(self, start: int) -> Any:
+        """The delta of the block that starts at byte ``start``, as unsigned integers."""
+        import numpy as np
+
+        from git_theta.updates.delta import zigzag_difference
+
+        old = np.frombuffer(self.reader.read_block(self.blocks[start]), dtype=self.new_bits.dtype)
+        at = start // self.itemsize
+        out = np.empty_like(old)
+        zigzag_difference(self.new_bits[at : at + len(old)], old, out)
+        return out
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 class _Trial(NamedTuple):

@@ -96,14 +96,23 @@ def encode_update(
     return _encode(payload, {"hash": tensor_hash, "update": described}, {}, sink, level, executor)
 
 
-def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks: int = 4) -> int:
-    """Estimate the compressed size of ``raw`` by compressing ``blocks`` evenly spaced blocks of it."""
-    count = -(-len(raw) // BLOCK)
+def sample_starts(size: int, blocks: int = 4) -> list[int]:
+    """Where the blocks of a sample of ``size`` bytes start: all blocks, or ``blocks`` evenly spaced ones."""
+    count = -(-size // BLOCK)
     if count <= blocks:
-        return sum(map(len, _compressed_frames(raw, group, level, None)))
-    starts = [BLOCK * (index * (count - 1) // (blocks - 1)) for index in range(blocks)]
+        return [BLOCK * index for index in range(count)]
+    return [BLOCK * (index * (count - 1) // (blocks - 1)) for index in range(blocks)]
+
+
+def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks: int = 4) -> int:
+    """Estimate the compressed size of ``raw`` by compressing ``blocks`` evenly spaced blocks of it.
+
+    ``raw`` may be anything with a length whose ``BLOCK``-aligned slices are bytes (a delta computed on demand).
+    """
+    starts = sample_starts(len(raw), blocks)
     sample = sum(len(_compressor(level).compress(group_bytes(raw[at : at + BLOCK], group))) for at in starts)
-    return sample * len(raw) // (BLOCK * blocks)
+    sampled = sum(min(BLOCK, len(raw) - at) for at in starts)
+    return sample * len(raw) // sampled if sampled else 0
 
 
 def _encode(
@@ -129,7 +138,8 @@ def _encode(
         sink.reset()
     _write_header(sink, {**header, "codec": "raw", "size": size})
     for data, _ in parts:
-        sink.write(data)
+        for start in range(0, len(data), BLOCK):  # a block at a time: ``data`` may compute its blocks on demand
+            sink.write(data[start : start + BLOCK])
     return "raw"
 
 

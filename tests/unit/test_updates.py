@@ -136,6 +136,41 @@ def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
     assert bytes(read_tensor(store, entry, "w")) == changed.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["F32", "BF16", "C64"])
+def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, monkeypatch) -> None:
+    """Tensors over 4 MiB: a fine-tune is a delta (never held whole), a rewrite is whole, a sparse edit sparse."""
+    from git_theta.filters import represent
+
+    opened = []
+    real_open = represent._StreamedDelta.open
+    monkeypatch.setattr(represent._StreamedDelta, "open", lambda *args: opened.append(1) or real_open(*args))
+    rng = np.random.default_rng(7)
+    store = MemoryObjectStore()
+    context = FilterContext(store)
+    shape = (2560, 1027)  # 5 to 20 MiB: several 1 MiB blocks and a partial last one
+    value = (rng.standard_normal(shape) * 0.02).astype(DTYPES[dtype])
+    spec = TensorSpec("w", dtype, shape)
+    _, first = store_tensor(context, Tensor(spec, raw_bytes(value)))
+    context.previous["w"] = first
+
+    noise = (rng.standard_normal(shape) * 4e-5).astype(np.float32)
+    tuned = (value.astype(np.complex128 if dtype == "C64" else np.float32) + noise).astype(DTYPES[dtype])
+    rewritten = (rng.standard_normal(shape) * 0.02).astype(DTYPES[dtype])
+    sparse = value.copy().reshape(-1)
+    sparse[rng.choice(sparse.size, sparse.size // 100, replace=False)] = 0
+    expected = {"delta": tuned, "dense": rewritten, "sparse": sparse.reshape(shape)}
+    for update, new in expected.items():
+        _, entry = store_tensor(context, Tensor(spec, raw_bytes(new)))
+        if dtype == "C64" and update == "sparse":
+            update = "delta"  # sparse updates list whole elements; complex deltas are per component
+        assert entry.update == update and bytes(read_tensor(store, entry, "w")) == raw_bytes(new).tobytes(), update
+        assert entry.base == ((first.link,) if update != "dense" else ()), update
+        assert entry.previous == (first.link,), update  # the previous value is the first, however it is stored
+        assert entry.stored < (0.7 if update == "delta" else 0.06 if update == "sparse" else 1.0) * len(raw_bytes(new))
+    context.close()
+    assert len(opened) == 3  # each new version went the streamed way first
+
+
 def test_low_rank_is_base_plus_scaled_product() -> None:
     rng = np.random.default_rng(2)
     base = rng.integers(-8, 8, (6, 5)).astype(np.float32)
