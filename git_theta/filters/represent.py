@@ -135,7 +135,7 @@ class _StreamedDelta:
     def open(
         cls, context: FilterContext, spec: TensorSpec, data: memoryview, keyframe: TensorEntry
     ) -> _StreamedDelta | None:
-        """The delta of ``data`` from ``keyframe``; None unless the keyframe's frames line up with ``BLOCK``."""
+        """The delta of ``data`` from ``keyframe``; None unless the keyframe's frames are its ``BLOCK``s."""
         import numpy as np
 
         from git_theta.updates.base import numpy_dtype
@@ -147,7 +147,8 @@ class _StreamedDelta:
             reader = ObjectReader(store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
         except ObjectError:
             return None
-        if reader.codec != "zstd" or reader.header.get("block") != BLOCK:
+        starts = [block[2] for block in reader.blocks]
+        if reader.codec != "zstd" or reader.size != len(data) or starts != list(range(0, len(data), BLOCK)):
             reader.close()
             return None
         return cls(np.frombuffer(data, dtype=bits_dtype(numpy_dtype(spec.dtype))), reader)
