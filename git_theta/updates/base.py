@@ -81,6 +81,20 @@ def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return values.astype(dtype)
 
 
+#: Float64 work arrays of an update are at most about this large: a tensor is rebuilt a few rows at a time.
+CHUNK_BYTES = 16 << 20
+
+
+def row_chunks(shape: tuple[int, ...]) -> list[Any]:
+    """Slices of the first axis whose float64 (or complex128) copies hold about ``CHUNK_BYTES``: an update applied
+    chunk by chunk holds the tensor and a few chunks, not a few float64 copies of the tensor."""
+    if not shape:
+        return [...]  # a scalar: the whole of it
+    per_row = 16 * int(np.prod(shape[1:], dtype=np.int64))
+    step = max(1, CHUNK_BYTES // max(1, per_row))
+    return [slice(start, start + step) for start in range(0, shape[0], step)] or [slice(0, 0)]
+
+
 def widened(array: np.ndarray) -> np.ndarray:
     """``array`` in float64 (complex128 for complex): exact for every float dtype git-theta stores."""
     if np.issubdtype(array.dtype, np.complexfloating):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.updates.base import Payload, Update, UpdateError, round_to, widened
+from git_theta.updates.base import Payload, Update, UpdateError, round_to, row_chunks, widened
 
 
 class Ia3Update(Update):
@@ -23,7 +23,10 @@ class Ia3Update(Update):
                 raise ValueError
         except ValueError:
             raise UpdateError(f"an ia3 vector of shape {scale.shape} does not fit a {base.shape} tensor") from None
-        return round_to(widened(base) * scale, base.dtype)
+        out, factors = np.empty(base.shape, base.dtype), np.broadcast_to(scale, base.shape)
+        for rows in row_chunks(base.shape):  # float64 copies of a few rows at a time, not of the tensor
+            out[rows] = round_to(widened(base[rows]) * factors[rows], base.dtype)
+        return out
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload | None:
         if base.ndim != 2:

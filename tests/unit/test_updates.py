@@ -190,6 +190,24 @@ def test_low_rank_rounds_once_from_float64() -> None:
     np.testing.assert_array_equal(new, exact.astype(ml_dtypes.bfloat16))
 
 
+def test_low_rank_and_ia3_are_applied_a_few_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunked application gives the same bits as the whole-tensor formula (which holds float64 copies of it)."""
+    from git_theta.updates import base as update_base
+
+    monkeypatch.setattr(update_base, "CHUNK_BYTES", 16 * 7 * 3)  # 3 rows of 7 columns per chunk: 5 chunks
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((13, 7)).astype(ml_dtypes.bfloat16)
+    left, right = rng.standard_normal((13, 3)).astype(np.float32), rng.standard_normal((3, 7)).astype(np.float32)
+    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {"scale": 0.25}))
+    product = sum(np.multiply.outer(left[:, r].astype(np.float64), right[r].astype(np.float64)) for r in range(3))
+    np.testing.assert_array_equal(new, (base.astype(np.float64) + product * 0.25).astype(ml_dtypes.bfloat16))
+    for scale in (rng.standard_normal((13, 1)), rng.standard_normal((1, 7))):
+        scaled = Ia3Update().apply(base, Payload({"ia3": scale.astype(np.float32)}, {}))
+        exact = base.astype(np.float64) * scale.astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(scaled, exact.astype(ml_dtypes.bfloat16))
+    assert len(update_base.row_chunks(base.shape)) == 5
+
+
 def test_low_rank_refuses_factors_that_do_not_fit() -> None:
     with pytest.raises(UpdateError, match="do not fit"):
         LowRankUpdate().apply(np.zeros((3, 3), np.float32), Payload({"R": np.zeros((3, 1)), "C": np.zeros((1, 4))}, {}))
