@@ -51,3 +51,12 @@ def lfs_objects(repo: Path) -> set[str]:
     if not root.exists():
         root = repo / "lfs" / "objects"  # a bare repository
     return {p.name for p in root.glob("*/*/*") if p.is_file()}
+
+
+def finish_gguf(writer, path: Path) -> bytes:
+    """Write out a ``gguf.GGUFWriter`` whose metadata and tensors were added (header, key-values, tensors)."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import git, lfs_objects, theta
+from tests.helpers import finish_gguf, git, lfs_objects, theta
 
 msgpack = pytest.importorskip("msgpack", reason="a test dependency: pip install -e '.[test]'")
 gguf = pytest.importorskip("gguf", reason="a test dependency: pip install -e '.[test]'")
@@ -32,10 +32,7 @@ def gguf_file(path: Path, bias: float) -> None:
     weights = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
     writer.add_tensor("blk.0.q", gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q8_0), raw_dtype=8)
     writer.add_tensor("blk.0.bias", np.full(8, bias, np.float16))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish_gguf(writer, path)
 
 
 def test_flax_and_gguf_round_trip_through_git(installed: Path, tmp_path: Path) -> None:
@@ -69,11 +66,7 @@ def big_vocabulary_gguf(path: Path, tensors: dict[str, np.ndarray]) -> bytes:
     writer.add_token_list([f"token-{index}" for index in range(20_000)])
     for name, array in tensors.items():
         writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path.read_bytes()
+    return finish_gguf(writer, path)
 
 
 def test_a_merge_that_adds_tensors_to_a_large_gguf_keeps_its_header(installed: Path, tmp_path: Path) -> None:

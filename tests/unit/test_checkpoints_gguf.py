@@ -16,6 +16,7 @@ from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.detect import detect
 from git_theta.checkpoints.gguf import BLOCKS, GgufCheckpoint
 from git_theta.metadata import CheckpointMetadata, MetadataError
+from tests.helpers import finish_gguf
 from tests.unit.support import assert_one_line_error, clean_bytes, filter_context, round_trip, smudge_bytes
 
 gguf = pytest.importorskip("gguf", reason="the gguf package writes the test files: pip install -e '.[test]'")
@@ -42,11 +43,7 @@ def write_gguf(path: Path, tensors: dict[str, Any], alignment: int | None = None
             writer.add_tensor(name, value[0], raw_dtype=value[1])
         else:
             writer.add_tensor(name, value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path.read_bytes()
+    return finish_gguf(writer, path)
 
 
 def model(seed: int = 0) -> dict[str, Any]:
