@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
 from git_theta.cli.revisions import SeparatedCommand, split_args
 from git_theta.diffs.history import checkpoint_history, largest_change
+from git_theta.diffs.render import SORT_KEYS, changed_tensors
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.repo import toplevel
@@ -17,7 +19,10 @@ from git_theta.git.repo import toplevel
 @click.argument("args", nargs=-1, metavar="[REV...] [--] PATH")
 @click.option("-n", "--max-count", type=click.IntRange(min=0), help="Show at most this many commits.")
 @click.option("--format", "form", type=click.Choice(["table", "json"]), default="table", help="Output format.")
-def log(args: tuple[str, ...], max_count: int | None, form: str) -> None:
+@click.option("-p", "--patch", is_flag=True, help="Also list each commit's changed tensors, as git theta diff does.")
+@click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="order", help="Order of the tensors (with -p).")
+@click.option("--threshold", type=float, default=0.0, help="With -p, hide tensors whose relative change is below this.")
+def log(args: tuple[str, ...], max_count: int | None, form: str, patch: bool, sort: str, threshold: float) -> None:
     """Show the commits that changed the checkpoint PATH and, for each, what changed and by how much."""
     top = toplevel()
     revisions, paths = split_args(list(args), top)
@@ -35,6 +40,8 @@ def log(args: tuple[str, ...], max_count: int | None, form: str) -> None:
     for commit, diff in history:
         detail = "; ".join(part for part in (diff.summary(), largest_change(diff)) if part)
         click.echo(f"{commit.short} {commit.date} {commit.subject}\n    {detail}")
+        if patch and diff.tensors:
+            click.echo(textwrap.indent(changed_tensors(diff, sort, threshold), "    "), nl=False)
         shown += 1
     if not shown:
         click.echo(f"git-theta: no commit changed {path}", err=True)

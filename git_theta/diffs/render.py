@@ -31,12 +31,16 @@ def table(diffs: list[CheckpointDiff], labels: tuple[str, str], sort: str, thres
         return f"no tracked checkpoint differs between {labels[0]} and {labels[1]}\n"
     blocks = []
     for diff in diffs:
-        shown = select(diff, sort, threshold)
-        hidden = len(diff.tensors) - len(shown)
+        hidden = len(diff.tensors) - len(select(diff, sort, threshold))
         note = f" ({hidden} below the threshold not shown)" if hidden else ""
-        rows = [_row(t) for t in shown]
-        blocks.append(f"{diff.path} ({labels[0]} -> {labels[1]}): {diff.summary()}{note}\n" + _aligned(rows))
+        summary = f"{diff.path} ({labels[0]} -> {labels[1]}): {diff.summary()}{note}\n"
+        blocks.append(summary + changed_tensors(diff, sort, threshold))
     return "\n".join(blocks)
+
+
+def changed_tensors(diff: CheckpointDiff, sort: str = "order", threshold: float = 0.0) -> str:
+    """The table of a checkpoint's changed, added and removed tensors (those ``select`` keeps)."""
+    return _aligned([_row(t) for t in select(diff, sort, threshold)])
 
 
 def patch(diff: CheckpointDiff, old_path: str, new_path: str, old_exists: bool = True, new_exists: bool = True) -> str:

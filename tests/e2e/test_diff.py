@@ -238,6 +238,16 @@ def test_working_tree_index_and_revisions(repo: Path) -> None:
     records = json.loads(theta("log", "-n", "2", "--format", "json", "model.safetensors", cwd=repo).stdout)
     assert [r["subject"] for r in records] == ["v3", "v2"] and records[1]["tensors"][0]["name"] == "layer0.bias"
 
+    # -p: each commit's changed tensors as a table, numbers as git theta diff gives them (v2: bias + 1, all 8).
+    patched = theta("log", "-p", "-n", "2", "model.safetensors", cwd=repo).stdout.decode().splitlines()
+    assert patched[2].split() == ["status", "tensor", "dtype/shape", "changed", "fraction", "l2", "rel", "cos"]
+    assert patched[3].split()[:6] == ["changed", "layer1.bias", "F32", "[8]", "8", "100.00%"]
+    v2 = next(index for index, line in enumerate(patched) if line.endswith(" v2"))
+    row = patched[v2 + 3].split()
+    assert row[:6] == ["changed", "layer0.bias", "F32", "[8]", "8", "100.00%"] and float(row[6]) == pytest.approx(
+        math.sqrt(8), rel=1e-3
+    )
+
 
 def test_plot_writes_a_png(repo: Path, tmp_path: Path) -> None:
     image = pytest.importorskip("matplotlib.image")
