@@ -29,6 +29,14 @@ class Tensor(NamedTuple):
     data: bytes | bytearray | memoryview
 
 
+class Decoded(NamedTuple):
+    """The values an encoded tensor stands for: their dtype, shape and exact bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview
+
+
 class Checkpoint(ABC):
     """A checkpoint format: reads a file into tensors and format data, and writes them back."""
 
@@ -62,6 +70,17 @@ class Checkpoint(ABC):
         out: BinaryIO,
     ) -> None:
         """Write the checkpoint to ``out``; ``tensors`` yields the bytes of ``specs`` in order."""
+
+    @classmethod
+    def encodings(cls, format_data: dict[str, Any]) -> dict[str, str]:
+        """Tensors whose bytes encode values of another type (GGUF's quantized blocks, stored as ``U8`` rows):
+        tensor name -> encoding, which ``decode`` turns into values for diffs. None by default."""
+        return {}
+
+    @classmethod
+    def decode(cls, encoding: str, data: memoryview, shape: tuple[int, ...]) -> Decoded | None:
+        """The values the bytes of an encoded tensor of ``shape`` stand for, or None when they cannot be had here."""
+        return None
 
     @classmethod
     def rebuild_format(

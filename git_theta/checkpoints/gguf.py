@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, write_interleaved
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Decoded, Tensor, TensorSpec, write_interleaved
 from git_theta.checkpoints.bounded import read_bounded
 from git_theta.dtypes import itemsize, nbytes
 from git_theta.metadata import MetadataError
@@ -94,6 +94,27 @@ class GgufCheckpoint(Checkpoint):
             raise MetadataError("the stored GGUF padding does not match the header")
         out.write(header)
         write_interleaved(out, gaps, tensors)
+
+    @classmethod
+    def encodings(cls, format_data: dict[str, Any]) -> dict[str, str]:
+        quantized = format_data.get("quantized")
+        return {str(name): str(kind) for name, kind in quantized.items()} if isinstance(quantized, dict) else {}
+
+    @classmethod
+    def decode(cls, encoding: str, data: memoryview, shape: tuple[int, ...]) -> Decoded | None:
+        """Dequantized values (float32), through the ``gguf`` package's reference code, when it is installed."""
+        try:
+            import gguf
+            import numpy as np
+            from gguf.quants import dequantize
+        except ImportError:
+            return None
+        try:
+            kind = gguf.GGMLQuantizationType[encoding]
+            values = dequantize(np.frombuffer(data, np.uint8).reshape(shape), kind).astype("<f4", copy=False)
+        except (KeyError, ValueError, NotImplementedError, TypeError):
+            return None  # a type this version of gguf cannot dequantize, or bytes that are not whole blocks
+        return Decoded("F32", tuple(values.shape), memoryview(values.reshape(-1).view(np.uint8)))
 
     @classmethod
     def rebuild_format(

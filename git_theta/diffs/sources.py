@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from git_theta.checkpoints.base import Tensor
+from git_theta.checkpoints.base import Checkpoint, Tensor
 from git_theta.checkpoints.detect import detect
 from git_theta.diffs.compare import Side
 from git_theta.diffs.store import ObjectReader
@@ -57,8 +57,8 @@ def side_of_bytes(
 
         return legacy_side(data, path, reader, explicit_type(path, cwd), cwd)
     plugin = detect(path, data[:HEAD_SIZE], explicit_type(path, cwd, fallback))
-    _, tensors = plugin().read(io.BytesIO(data), path)
-    return Side.read(tensors, plugin.name)
+    format_data, tensors = plugin().read(io.BytesIO(data), path)
+    return Side.read(tensors, plugin, plugin.encodings(format_data))
 
 
 def side_of_file(
@@ -70,11 +70,13 @@ def side_of_file(
     if not head or is_metadata(head) or is_legacy_metadata(head):
         return side_of_bytes(file.read_bytes(), path, reader, fallback, cwd)
     plugin = detect(path, head, explicit_type(path, cwd, fallback))
-    return Side.read(_streamed(file, path, plugin), plugin.name)
+    encodings: dict[str, str] = {}
+    return Side.read(_streamed(file, path, plugin, encodings), plugin, encodings)
 
 
-def _streamed(file: Path, path: str, plugin: type) -> Iterator[Tensor]:
-    """Yield the tensors of ``file``, keeping it open only while they are read."""
+def _streamed(file: Path, path: str, plugin: type[Checkpoint], encodings: dict[str, str]) -> Iterator[Tensor]:
+    """Yield the tensors of ``file``, keeping it open only while they are read; fill in ``encodings`` first."""
     with open(file, "rb", buffering=1 << 20) as stream:
-        _, tensors = plugin().read(stream, path)
+        format_data, tensors = plugin().read(stream, path)
+        encodings.update(plugin.encodings(format_data))
         yield from tensors

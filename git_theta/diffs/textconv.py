@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from git_theta.checkpoints.base import CheckpointError
-from git_theta.diffs.compare import Item
-from git_theta.diffs.numeric import Change, compare
+from git_theta.diffs.compare import Item, compare_values
+from git_theta.diffs.numeric import Change
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
 from git_theta.diffs.sources import side_of_file
@@ -76,12 +76,18 @@ def _line(item: Item) -> _Line:
     if item.load_previous is not None and item.previous_hash is not None:
         text += f"  | since {item.previous_hash[:19]}: "
         try:
-            change = compare(item.load_previous(), item.load(), item.layout.dtype, item.layout.dtype)
+            change = compare_values(item.values(item.load_previous()), item.values(item.load()))
         except ObjectError:
             text += "(not computed: its objects are not stored locally)"
         else:
-            text += (
-                f"changed {change.changed}/{change.elements} ({change.fraction:.2%})  l2 {fmt(change.l2)}"
-                f"  rel {fmt(change.rel)}  cos {change.cos:.6f}  norm {fmt(change.new_norm)}"
-            )
+            text += _described(change, item)
     return _Line(text + "\n", item.layout.elements, change)
+
+
+def _described(change: Change | None, item: Item) -> str:
+    if change is None:  # an encoded tensor whose values cannot be decoded here
+        return f"changed ({item.encoding} blocks, not decoded: the plugin's decoder is not available)"
+    return (
+        f"changed {change.changed}/{change.elements} ({change.fraction:.2%})  l2 {fmt(change.l2)}"
+        f"  rel {fmt(change.rel)}  cos {change.cos:.6f}  norm {fmt(change.new_norm)}"
+    )

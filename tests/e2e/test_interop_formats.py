@@ -136,3 +136,37 @@ def test_a_large_gguf_header_is_one_object_sent_once(installed: Path, tmp_path: 
     # The weight, both biases and the header: all referenced, none removable.
     assert "4 referenced tensor object(s) present and intact" in theta("fsck", cwd=clone).stdout.decode()
     assert "would remove 0 unreferenced" in theta("gc", "--dry-run", cwd=clone).stdout.decode()
+
+
+def test_diffs_of_quantized_gguf_tensors_compare_their_dequantized_values(installed: Path, tmp_path: Path) -> None:
+    """A Q8_0 tensor is stored as U8 blocks; its diff statistics are of the values the blocks stand for."""
+    from gguf.quants import dequantize, quantize
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    theta("track", "*.gguf", cwd=repo)
+    weights = np.random.default_rng(0).standard_normal((4, 256)).astype(np.float32)
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    blocks = {}
+    for step, shift in enumerate((0.0, 0.01)):
+        blocks[step] = quantize(weights + np.float32(shift), q8)
+        writer = gguf.GGUFWriter(str(repo / "model.gguf"), "llama")
+        writer.add_tensor("blk.0.q", blocks[step], raw_dtype=q8)
+        finish_gguf(writer, repo / "model.gguf")
+        git("add", "model.gguf", cwd=repo)
+        git("commit", "-q", "-m", f"v{step}", cwd=repo)
+
+    report = json.loads(theta("diff", "HEAD~1", "HEAD", "--format", "json", cwd=repo).stdout)
+    (tensor,) = report["checkpoints"][0]["tensors"]
+    assert tensor["old"] == tensor["new"] == {"dtype": "Q8_0", "shape": [4, 256]}
+    old, new = (dequantize(blocks[step], q8).astype(np.float32) for step in (0, 1))
+    changed = old.view(np.uint32) != new.view(np.uint32)
+    delta = np.where(changed, new.astype(np.float64) - old, 0.0)
+    assert tensor["changed"] == int(changed.sum()) and tensor["elements"] == 1024
+    assert tensor["l2"] == pytest.approx(float(np.linalg.norm(delta)), rel=1e-9)
+    assert tensor["rel"] == pytest.approx(
+        float(np.linalg.norm(delta) / np.linalg.norm(old.astype(np.float64))), rel=1e-9
+    )
+    shown = git("show", "HEAD", cwd=repo).stdout.decode()  # textconv: the commit's change, in values too
+    assert f"changed {int(changed.sum())}/1024 " in shown

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from git_theta.checkpoints.base import Tensor, TensorSpec
+from git_theta.checkpoints.base import Decoded, Tensor, TensorSpec
+from git_theta.checkpoints.safetensors import SafetensorsCheckpoint
 from git_theta.diffs.compare import Item, Side, diff_sides
 from git_theta.diffs.render import as_json, patch, select, table
 from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, Layout
@@ -35,9 +36,8 @@ def stored(tensors: dict[str, np.ndarray], loaded: list[str]) -> Side:
 
 def streamed(tensors: dict[str, np.ndarray]) -> Side:
     """A side read from a checkpoint file."""
-    return Side.read(
-        (Tensor(TensorSpec(name, DTYPES[a.dtype], a.shape), a.tobytes()) for name, a in tensors.items()), "safetensors"
-    )
+    tensors_read = (Tensor(TensorSpec(name, DTYPES[a.dtype], a.shape), a.tobytes()) for name, a in tensors.items())
+    return Side.read(tensors_read, SafetensorsCheckpoint)
 
 
 OLD = {
@@ -104,3 +104,25 @@ def test_patch_has_one_plus_line_per_new_side_tensor() -> None:
     assert len(plus) == 4 and len(minus) == 4  # edited, reshaped, retyped on both; born / dropped on one
     assert any("edited" in line and "changed 1/4 (25.00%)" in line for line in plus)
     assert text.splitlines()[3].startswith("@@ 3 changed, 1 added, 1 removed, 1 unchanged")
+
+
+def test_encoded_tensors_compare_their_decoded_values_or_only_say_they_changed() -> None:
+    """An encoded tensor (GGUF's quantized blocks) is compared on the values it stands for, when they decode."""
+    halves = np.array([1, 2, 3, 4], np.uint8), np.array([1, 2, 3, 6], np.uint8)
+
+    def item(data: np.ndarray, decode) -> Item:
+        digest = "sha256:" + hashlib.sha256(data.tobytes()).hexdigest()
+        load = lambda: memoryview(data.tobytes())  # noqa: E731
+        return Item("q", Layout("U8", (4,)), digest, load, encoding="HALVES", decode=decode)
+
+    def decode(data: memoryview) -> Decoded:  # two bytes per value: the value is their sum
+        values = np.frombuffer(data, np.uint8).reshape(2, 2).sum(axis=1).astype("<f4")
+        return Decoded("F32", (2,), memoryview(values.view(np.uint8)))
+
+    (tensor,) = diff_sides("m", Side([item(halves[0], decode)]), Side([item(halves[1], decode)])).tensors
+    assert (str(tensor.old), tensor.change.changed, tensor.change.elements) == ("HALVES [2]", 1, 2)
+    assert tensor.change.l2 == 2.0
+    (opaque,) = diff_sides(
+        "m", Side([item(halves[0], lambda _: None)]), Side([item(halves[1], lambda _: None)])
+    ).tensors
+    assert opaque.status == MODIFIED and opaque.change is None and str(opaque.new) == "U8 [4]"
