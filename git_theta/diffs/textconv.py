@@ -71,7 +71,8 @@ def _summary(lines: list[_Line]) -> str:
 
 def _line(item: Item) -> _Line:
     """``name  dtype [shape]  sha256:<first 12 hex digits>``, then the change since the previous value if recorded."""
-    text = f"{item.name}  {item.layout}  {item.digest()[:19]}"
+    encoded = f" ({item.encoding} blocks)" if item.encoding else ""
+    text = f"{item.name}  {item.layout}{encoded}  {item.digest()[:19]}"
     change = None
     if item.load_previous is not None and item.previous_hash is not None:
         text += f"  | since {item.previous_hash[:19]}: "

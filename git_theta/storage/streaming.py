@@ -47,7 +47,7 @@ def stream_tensors(
 def _import_numpy_meanwhile() -> None:
     """Updates are applied with numpy, which takes ~60 ms to import: import it while the first tensors stream."""
     if "numpy" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
+        threading.Thread(target=importlib.import_module, args=("numpy",)).start()  # joined at exit: never cut short
 
 
 def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterator[_Task]:
