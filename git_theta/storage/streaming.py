@@ -30,16 +30,18 @@ _Done = tuple[int, _Source, memoryview, bool]
 
 
 def stream_tensors(
-    store: ObjectStore, tensors: list[tuple[str, TensorEntry]], executor: Executor
+    store: ObjectStore, tensors: list[tuple[str, TensorEntry]], executor: Executor | None
 ) -> Iterator[Iterator[memoryview]]:
     """Yield, for each ``(label, entry)`` in order, an iterator over the tensor's bytes, block by block.
 
     Each tensor's iterator must be read to its end before the next is taken; a block is valid until the next one is
-    read. Checks are those of ``codec.decode``: a failure raises ObjectError from the iterator, mid-tensor.
+    read. Checks are those of ``codec.decode``: a failure raises ObjectError from the iterator, mid-tensor. Blocks
+    are decoded ahead on ``executor``, or one at a time without one (from a thread of that executor, say).
     """
     if any(entry.update != DENSE for _, entry in tensors):
         _import_numpy_meanwhile()
-    results = ordered_map(executor, _decode, _tasks(store, tensors), AHEAD)
+    tasks = _tasks(store, tensors)
+    results = ordered_map(executor, _decode, tasks, AHEAD) if executor is not None else map(_decode, tasks)
     for index in range(len(tensors)):
         yield _blocks_of(index, results)
 

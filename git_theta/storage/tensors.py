@@ -35,6 +35,8 @@ def read_tensor(
     if entry.update == DENSE:
         with store.open(entry.oid) as stream:
             return decode(stream, entry.hash, entry.nbytes, entry.stored, label, executor=executor)
+    if entry.update == "delta" and len(entry.base) == 1:  # a delta from a keyframe: rebuilt block by block, in place
+        return _read_delta_blocks(store, entry, label, executor)
     base_entry = entry.base_entry()
     base = read_tensor(store, base_entry, f"{base_entry.oid[:12]} (base of {label})", executor, check=False)
     with open_update(store, entry, label) as reader:
@@ -46,6 +48,19 @@ def read_tensor(
             "(its hash differs); the object or its base is corrupt, check with git theta fsck"
         )
     return rebuilt
+
+
+def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, executor: Executor | None) -> memoryview:
+    """A tensor stored as a delta from its keyframe, assembled from the streamed blocks (hashed as they stream):
+    memory holds the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
+    from git_theta.storage.streaming import stream_tensors
+
+    out, at = bytearray(entry.nbytes), 0
+    for blocks in stream_tensors(store, [(label, entry)], executor):
+        for block in blocks:
+            out[at : at + len(block)] = block
+            at += len(block)
+    return memoryview(out)
 
 
 def open_update(store: ObjectStore, entry: TensorEntry, label: str) -> ObjectReader:

@@ -171,6 +171,30 @@ def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, 
     assert len(opened) == 3  # each new version went the streamed way first
 
 
+def test_reading_a_delta_holds_the_tensor_and_a_few_blocks() -> None:
+    """Diffs, merges and explicit updates read whole tensors: a delta is assembled block by block, in one buffer."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    store = MemoryObjectStore()
+    context = FilterContext(store)
+    value = rng.standard_normal((2048, 2048)).astype(np.float32)  # 16 MiB
+    spec = TensorSpec("w", "F32", value.shape)
+    _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
+    tuned = value + rng.standard_normal(value.shape).astype(np.float32) * np.float32(1e-4)
+    _, entry = store_tensor(context, Tensor(spec, raw_bytes(tuned)))
+    context.close()
+    assert entry.update == "delta"
+    tracemalloc.start()
+    try:
+        data = read_tensor(store, entry, "w")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert bytes(data) == tuned.tobytes()
+    assert peak < 1.5 * tuned.nbytes, peak  # not the keyframe, the delta and their sum besides
+
+
 def test_low_rank_is_base_plus_scaled_product() -> None:
     rng = np.random.default_rng(2)
     base = rng.integers(-8, 8, (6, 5)).astype(np.float32)
