@@ -13,7 +13,7 @@ from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
-from git_theta.metadata import DENSE, CheckpointMetadata, is_metadata
+from git_theta.metadata import DENSE, CheckpointMetadata, format_objects, is_metadata
 
 #: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
 LEGACY_NOTE = "Git-Theta 0.2 format; run git theta migrate"
@@ -80,6 +80,7 @@ def _as_json(metadata: CheckpointMetadata | Legacy) -> dict:
 
 def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) -> None:
     objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}  # shared objects count once
+    objects.update((entry.oid, entry.stored) for entry in format_objects(metadata.format))  # a GGUF header's
     click.echo(
         f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, {_size(metadata.total_bytes)}, "
         f"stored {_size(sum(objects.values()))} in {len(objects)} objects)"

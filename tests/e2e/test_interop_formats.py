@@ -118,6 +118,7 @@ def test_a_large_gguf_header_is_one_object_sent_once(installed: Path, tmp_path: 
     metadata = git("show", "HEAD:model.gguf", cwd=repo).stdout
     assert len(first) > 300_000 and len(metadata) < 2_000, len(metadata)
     header = json.loads(metadata)["format"]["header"]["$object"]
+    assert " in 3 objects)" in theta("ls", cwd=repo).stdout.decode()  # the two tensors and the header
     git("push", "-q", "origin", "HEAD:main", cwd=repo)
     assert header["oid"] in remote.objects()
 
