@@ -94,10 +94,13 @@ def _choose_for_all(strategy: MergeStrategy) -> None:
     identity = parent_git_identity()
     if identity is None:
         return
-    path = git_dir() / CHOICE_FILE
-    temporary = path.with_name(f"{CHOICE_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"git": identity, "strategy": strategy.describe()}))
-    os.replace(temporary, path)
+    try:
+        path = git_dir() / CHOICE_FILE
+        temporary = path.with_name(f"{CHOICE_FILE}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"git": identity, "strategy": strategy.describe()}))
+        os.replace(temporary, path)
+    except (OSError, GitThetaError):
+        pass  # not remembered: the next file's driver asks again, which is all that is lost
 
 
 def parse_pattern(rule: str) -> tuple[str, MergeStrategy]:
