@@ -26,6 +26,15 @@ ITEMSIZE: dict[str, int] = {
     "C128": 16,
 }
 
+#: The name numpy and torch give each of those dtypes (``np.dtype(...).name``, ``torch.<name>``) -> git-theta's.
+BY_FRAMEWORK_NAME: dict[str, str] = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
+    "bool": "BOOL", "complex64": "C64", "complex128": "C128",
+}  # fmt: skip
+
 
 class UnknownDtypeError(GitThetaError):
     """A tensor has an element type git-theta does not know."""

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from git_theta.checkpoints.base import CheckpointError, TensorSpec
 from git_theta.checkpoints.bounded import Truncated, read_bounded
-from git_theta.dtypes import nbytes
+from git_theta.dtypes import BY_FRAMEWORK_NAME, nbytes
 
 NDARRAY = 1
 MAX_DEPTH = 100
@@ -23,13 +23,7 @@ MAX_DIMS = 64
 READ_AHEAD = 1 << 16
 
 #: numpy dtype names (what flax writes) -> git-theta dtypes; any other dtype is kept as its raw bytes (U8).
-DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
-    "bool": "BOOL", "complex64": "C64", "complex128": "C128",
-}  # fmt: skip
+DTYPES = BY_FRAMEWORK_NAME
 
 # msgpack markers (github.com/msgpack/msgpack/blob/master/spec.md) -> bytes that follow, or bytes of their length.
 _FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}

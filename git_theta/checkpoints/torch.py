@@ -12,16 +12,11 @@ from typing import Any, BinaryIO
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.spool import copy_out, first_zip_member, is_zip, scratch_file, spool
+from git_theta.dtypes import BY_FRAMEWORK_NAME
 from git_theta.plugins import PluginError
 
 #: torch dtype attribute name -> git-theta dtype name (attributes missing from older torch are skipped).
-DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
-    "bool": "BOOL", "complex64": "C64", "complex128": "C128",
-}  # fmt: skip
+DTYPES = BY_FRAMEWORK_NAME
 SEPARATOR = "/"
 PRIMITIVES = (int, float, str, bool, type(None))
 
