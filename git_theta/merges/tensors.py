@@ -9,16 +9,12 @@ import numpy as np
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import element_count
-from git_theta.errors import GitThetaError
 from git_theta.merges.base import CHUNK, Conflict, MergeError, MergeStrategy, Step
 from git_theta.metadata import TensorEntry
+from git_theta.updates.base import numpy_dtype
 
 if TYPE_CHECKING:
     from git_theta.filters.context import FilterContext
-
-_NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
-#: Types numpy lacks, from ml_dtypes.
-_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
 
 
 class TensorIO(Protocol):
@@ -95,17 +91,6 @@ class StoreTensors:
         from git_theta.storage.format_data import store_format
 
         return store_format(format_data, self.context.store, self.context.level)
-
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The numpy dtype of a floating-point git-theta dtype."""
-    if dtype in _ML_DTYPES:
-        import ml_dtypes
-
-        if not hasattr(ml_dtypes, _ML_DTYPES[dtype]):
-            raise GitThetaError(f"merging {dtype} tensors needs a newer ml_dtypes: pip install -U ml_dtypes")
-        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
-    return np.dtype(_NUMPY[dtype])
 
 
 def merge_tensor(strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO) -> TensorEntry:
