@@ -98,7 +98,7 @@ def _store_large(
         return None
     try:
         starts = sample_starts(len(data))
-        changed = sum(int(np.count_nonzero(delta.bits_at(at))) for at in starts)
+        changed = sum(int(np.count_nonzero(delta.bits_at(at, keep=True))) for at in starts)
         sampled = sum(min(BLOCK, len(data) - at) for at in starts) // delta.itemsize
         if changed <= 2 * SPARSE_FRACTION * sampled:
             return None
@@ -120,7 +120,8 @@ class _StreamedDelta:
     """The ``delta`` of a tensor from its keyframe, a block at a time, on demand and from any thread.
 
     Its ``BLOCK``-aligned slices are the bytes of the delta there (the zigzag difference of the bit patterns),
-    computed from the same block of the keyframe, whose zstd frames check their own content.
+    computed from the same block of the keyframe, whose zstd frames check their own content. The sampled blocks are
+    kept, so that judging the tensor and storing it compute each of them once.
     """
 
     def __init__(self, new_bits: Any, reader: ObjectReader) -> None:
@@ -130,6 +131,7 @@ class _StreamedDelta:
         self.itemsize = new_bits.itemsize
         self.dtype_name = dtype_name(new_bits)
         self.blocks = {block[2]: block for block in reader.blocks}
+        self.kept: dict[int, Any] = {}
 
     @classmethod
     def open(
@@ -159,16 +161,20 @@ class _StreamedDelta:
     def __getitem__(self, window: slice) -> memoryview:
         return memoryview(self.bits_at(window.start).view("u1"))
 
-    def bits_at(self, start: int) -> Any:
-        """The delta of the block that starts at byte ``start``, as unsigned integers."""
+    def bits_at(self, start: int, keep: bool = False) -> Any:
+        """The delta of the block that starts at byte ``start``, as unsigned integers (kept, with ``keep``)."""
         import numpy as np
 
         from git_theta.updates.delta import zigzag_difference
 
+        if start in self.kept:
+            return self.kept[start]
         old = np.frombuffer(self.reader.read_block(self.blocks[start]), dtype=self.new_bits.dtype)
         at = start // self.itemsize
         out = np.empty_like(old)
         zigzag_difference(self.new_bits[at : at + len(old)], old, out)
+        if keep:
+            self.kept[start] = out
         return out
 
     def close(self) -> None:
