@@ -15,6 +15,7 @@ computed from the keyframe's block when it is compressed, on every core.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -22,10 +23,11 @@ from git_theta.checkpoints.base import TensorSpec
 from git_theta.dtypes import itemsize
 from git_theta.filters.context import FilterContext
 from git_theta.metadata import TensorEntry
-from git_theta.pipeline import frame_executor
+from git_theta.pipeline import frame_executor, hash_executor
 from git_theta.storage.codec import BLOCK, ObjectReader, encode, encode_update, sample_starts, sampled_size
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.tensors import encode_in_memory, store_dense, store_update
+from git_theta.storage.verify import check_object_id
 
 #: Tensors up to this size are encoded every way to pick the smallest; larger ones are judged on samples.
 ENCODE_ALL = 4 << 20
@@ -109,6 +111,7 @@ def _store_large(
         parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]
         header = update_header("delta", keyframe, {})
         oid, stored = store_update(context.store, parts, digest, header, level, frame_executor())  # type: ignore[arg-type]
+        delta.check_keyframe()
         return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, "delta", (keyframe.link,))
     except ObjectError:
         return None  # a damaged keyframe: the general path stores the tensor whole; fsck reports the damage
@@ -120,14 +123,15 @@ class _StreamedDelta:
     """The ``delta`` of a tensor from its keyframe, a block at a time, on demand and from any thread.
 
     Its ``BLOCK``-aligned slices are the bytes of the delta there (the zigzag difference of the bit patterns),
-    computed from the same block of the keyframe, whose zstd frames check their own content. The sampled blocks are
-    kept, so that judging the tensor and storing it compute each of them once.
+    computed from the same block of the keyframe. The blocks are read out of order, so the keyframe is checked
+    against its object id instead, on a thread of its own. The sampled blocks are kept, so that judging the tensor
+    and storing it compute each of them once.
     """
 
-    def __init__(self, new_bits: Any, reader: ObjectReader) -> None:
+    def __init__(self, new_bits: Any, reader: ObjectReader, checked: Future[None]) -> None:
         from git_theta.updates.base import dtype_name
 
-        self.new_bits, self.reader = new_bits, reader
+        self.new_bits, self.reader, self.checked = new_bits, reader, checked
         self.itemsize = new_bits.itemsize
         self.dtype_name = dtype_name(new_bits)
         self.blocks = {block[2]: block for block in reader.blocks}
@@ -153,7 +157,8 @@ class _StreamedDelta:
         if reader.codec != "zstd" or reader.size != len(data) or starts != list(range(0, len(data), BLOCK)):
             reader.close()
             return None
-        return cls(np.frombuffer(data, dtype=bits_dtype(numpy_dtype(spec.dtype))), reader)
+        checked = hash_executor().submit(check_object_id, store, keyframe.oid, label)
+        return cls(np.frombuffer(data, dtype=bits_dtype(numpy_dtype(spec.dtype))), reader, checked)
 
     def __len__(self) -> int:
         return len(self.new_bits) * self.itemsize
@@ -177,7 +182,12 @@ class _StreamedDelta:
             self.kept[start] = out
         return out
 
+    def check_keyframe(self) -> None:
+        """Raise ObjectError unless the keyframe the delta was taken from is intact."""
+        self.checked.result()
+
     def close(self) -> None:
+        self.checked.cancel()
         self.reader.close()
 
 
@@ -276,12 +286,10 @@ def _delta_from_keyframe(context: FilterContext, spec: TensorSpec, data: memoryv
     try:
         for block in reader.blocks:
             old = reader.read_block(block)
-            if reader.codec == "raw":  # zstd frames carry their own checksums
-                digest.update(old)
+            digest.update(old)
             at, count = block[2] // bits.itemsize, len(old) // bits.itemsize
             zigzag_difference(new_bits[at : at + count], np.frombuffer(old, dtype=bits), differences[at : at + count])
-        if reader.codec == "raw":
-            reader.check_hash(digest)
+        reader.check_hash(digest)
     finally:
         reader.close()
     return differences

@@ -150,21 +150,24 @@ def decode(
     object_size: int,
     label: str,
     *,
-    full_check: bool = False,
     executor: Executor | None = None,
 ) -> memoryview:
     """Read one object from the seekable ``stream`` and return the tensor's exact bytes, checked for corruption.
 
-    ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. Every zstd frame carries a
-    checksum of its content, checked as it is decoded; raw objects, and every object when ``full_check``, are
-    compared with the tensor's SHA-256. With an ``executor``, the blocks of a large tensor are decoded in parallel.
+    ``tensor_hash``, ``tensor_size`` and ``object_size`` are what the metadata says. The decoded tensor is always
+    compared with its SHA-256: zstd's frame checksums cover each block's content but not the header that says how
+    to ungroup it. With an ``executor``, the blocks of a large tensor are decoded in parallel.
     """
     reader = ObjectReader(stream, tensor_hash, tensor_size, object_size, label)
-    return read_payload(reader, full_check=full_check, executor=executor)
+    return read_payload(reader, executor=executor)
 
 
-def read_payload(reader: ObjectReader, *, full_check: bool = False, executor: Executor | None = None) -> memoryview:
-    """Decode all of an opened object's payload; see ``decode``."""
+def read_payload(reader: ObjectReader, *, executor: Executor | None = None) -> memoryview:
+    """Decode all of an opened object's payload; see ``decode``.
+
+    A dense object is checked against the tensor's hash here; an update's payload is checked through the tensor it
+    rebuilds.
+    """
     out = bytearray(reader.size)
     if executor is None or len(reader.blocks) <= 1:
         for block in reader.blocks:
@@ -172,7 +175,7 @@ def read_payload(reader: ObjectReader, *, full_check: bool = False, executor: Ex
     else:
         for _ in ordered_map(executor, lambda block: reader.read_block(block, out), reader.blocks, PARALLEL_FRAMES):
             pass
-    if reader.update is None and (reader.codec == "raw" or full_check):
+    if reader.update is None:
         reader.check_hash(hashlib.sha256(out))
     return memoryview(out)
 

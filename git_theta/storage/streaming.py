@@ -140,7 +140,9 @@ def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
     digest, hashing = hashlib.sha256(), deque[Future]()
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
-        hashed = reader.codec in ("raw", "delta")  # zstd frames carry their own checksums; the rest are hashed
+        # Every tensor is checked against its hash (a rebuilt one already was): zstd's frame checksums do not cover
+        # the object's header, which says how to ungroup the frames.
+        hashed = reader.codec != "rebuilt"
         if hashed and last and not hashing:
             digest.update(data)  # a tensor of one block: not worth a thread
         elif hashed:  # in order, on a thread of its own, while this one hands the block over (each block is new)
