@@ -13,7 +13,7 @@ from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.detect import detect
 from git_theta.filters.context import FilterContext
 from git_theta.filters.represent import cheapest
-from git_theta.metadata import DENSE, CheckpointMetadata, MetadataError, TensorEntry, is_metadata
+from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
 from git_theta.storage.format_data import store_format
 
@@ -32,17 +32,12 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         return _pass_through_metadata(whole.read(), path)
     if legacy.is_legacy_metadata(head):  # Git-Theta 0.2 metadata checked out without weights
         return legacy.pass_through(whole.read(), path)
-    previous = context.previous_metadata(path)
+    known = context.start_file(path)
+    previous = known.own[-1] if known.own else None  # the staged version, else the committed one
     if previous is None:  # a checkout of a Git-Theta 0.2 file stays unmodified while its tensors are the same
         whole, kept = legacy.keep_unchanged(path, head, whole, context)
         if kept is not None:
             return kept
-    # HEAD's tensors first: a file that returns to its committed content gets exactly the committed entries back.
-    context.start_file()
-    for metadata in (context.committed_metadata(path), previous):
-        if metadata is not None:
-            context.remember(metadata)
-    context.remember_neighbours(path)
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
@@ -64,21 +59,19 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
 
 
 def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
-    """Hash a tensor's exact bytes and store them, unless an identical tensor is already stored.
+    """Hash a tensor's exact bytes and store them, unless the repository already stores them (filters/known.py).
 
     A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value.
     """
     spec = tensor.spec
     data = memoryview(tensor.data).cast("B")
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    known = context.known.get(digest)
-    if known is not None and (known.dtype, known.shape) == (spec.dtype, spec.shape):
-        return spec, known
-    if known is not None and known.update == DENSE:  # the same bytes under another dtype or shape
-        entry = known._replace(dtype=spec.dtype, shape=spec.shape, previous=())
-    else:
-        entry = cheapest(context, spec, data, digest, context.previous.get(spec.name), context.related.get(spec.name))
-    context.known[digest] = entry
+    known = context.file
+    entry = known.unchanged(spec, digest) or known.stored(spec, digest)
+    if entry is None:
+        previous = known.previous.get(spec.name)
+        related = known.related(spec.name) if previous is None else None
+        entry = cheapest(context, spec, data, digest, previous, related)
     return spec, entry
 
 

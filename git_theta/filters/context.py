@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
+from pathlib import Path
 
+from git_theta.filters.known import Checkpoints, KnownTensors
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
@@ -35,6 +36,7 @@ class FilterContext:
         fetch: Callable[[dict[str, int]], None] | None = None,
         level: int = DEFAULT_LEVEL,
         max_delta_depth: int = DEFAULT_DEPTH,
+        index: Path | None = None,
     ) -> None:
         self.store = store
         self.level = level
@@ -48,24 +50,22 @@ class FilterContext:
         self.display_only = False
         self.executor = ThreadPoolExecutor(workers())
         self.window = workers() + 1
-        #: Tensor hash -> how a tensor with exactly those bytes is already stored; filled as we go.
-        self.known: dict[str, TensorEntry] = {}
-        #: Tensor name -> its previous value in the file being cleaned, for storing a changed tensor as an update.
-        self.previous: dict[str, TensorEntry] = {}
-        #: Tensor name -> a same-named tensor of another checkpoint in the directory: a base for a new tensor.
-        self.related: dict[str, TensorEntry] = {}
         #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
         self.blobs = blobs
-        self._directories: dict[str, dict[str, CheckpointMetadata]] = {}
+        #: The index file, whose changes (another step of a rebase, say) make what we read of it stale.
+        self.index = index
+        #: What the file being cleaned (or merged) may reuse or build on; see filters/known.py.
+        self.file = KnownTensors("", ())
+        self._state: tuple | None = None
+        self._checkpoints: Checkpoints | None = None
 
     @classmethod
     def for_repository(cls) -> FilterContext:
         """The context of the repository git runs us in."""
         settings = filter_settings()
         store = LfsObjectStore(settings.storage)
-        context = cls(
-            store, BlobReader(), partial(fetch_objects, store=store), max_delta_depth=settings.max_delta_depth
-        )
+        fetch = partial(fetch_objects, store=store)
+        context = cls(store, BlobReader(), fetch, max_delta_depth=settings.max_delta_depth, index=settings.index)
         context.display_only = only_displaying()
         context.skip_smudge = context.skip_smudge or settings.lazy
         return context
@@ -84,53 +84,53 @@ class FilterContext:
         """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""
         return _parsed(self.previous_blob(path))
 
+    def staged_metadata(self, path: str) -> CheckpointMetadata | None:
+        """Return the metadata of ``path`` in the index, if it is ours."""
+        return _parsed(self.blobs.read(f":{path}")) if self.blobs is not None else None
+
     def committed_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in HEAD, if it is ours."""
         return _parsed(self.blobs.read(f"HEAD:{path}")) if self.blobs is not None else None
 
-    def start_file(self) -> None:
-        """Forget the previous values of the last file cleaned (one filter process cleans many)."""
-        self.previous, self.related = {}, {}
+    @property
+    def previous(self) -> dict[str, TensorEntry]:
+        """Tensor name -> its previous value in the file being cleaned, for storing a changed tensor as an update."""
+        return self.file.previous
 
-    def remember(self, metadata: CheckpointMetadata, own: bool = True) -> None:
-        """Record the tensors of ``metadata``: unchanged ones are not stored again, changed ones may be updates.
+    def start_file(self, path: str, own: list[CheckpointMetadata | None] | None = None) -> KnownTensors:
+        """Look up what ``path`` may reuse: its ``own`` earlier versions (by default, committed and staged), and
+        every checkpoint the index and HEAD hold. Nothing from the files cleaned before is remembered."""
+        self._refresh()
+        if own is None:
+            own = [self.committed_metadata(path), self.staged_metadata(path)]
+        self.file = KnownTensors(path, own, self.checkpoints if self.blobs is not None else None)
+        return self.file
 
-        ``own``: an earlier version of the file being cleaned (its tensors are their previous values), else another
-        file's (its tensors may serve as bases of same-named tensors that have no previous value).
-        """
-        for name, entry in metadata.tensors.items():
-            self.known.setdefault(entry.hash, entry)
-            (self.previous if own else self.related).setdefault(name, entry)
-            while entry.base:  # the values under an update are stored too: a return to one stores nothing
-                entry = entry.base_entry()
-                self.known.setdefault(entry.hash, entry)
-
-    def remember_neighbours(self, path: str) -> None:
-        """Remember the checkpoints tracked beside ``path`` (in the index and HEAD).
-
-        A tensor that moved to another file of the directory, as when a sharded checkpoint is re-sharded, is then
-        recognised and not stored again; a new file's tensors may be stored as updates of same-named ones.
-        """
-        for neighbour, metadata in self._neighbours(posixpath.dirname(path)).items():
-            if neighbour != path:
-                self.remember(metadata, own=False)
-
-    def _neighbours(self, directory: str) -> dict[str, CheckpointMetadata]:
-        """The metadata of the checkpoints tracked in ``directory``, read once per directory."""
-        if self.blobs is None:
-            return {}
-        if directory not in self._directories:
-            pattern = [f":(top,glob){directory}/*" if directory else ":(top,glob)*"]
-            blobs = index_blobs(pattern, ".")
+    def checkpoints(self) -> Checkpoints:
+        """The metadata of every checkpoint tracked in the index or HEAD: staged version first, then committed."""
+        if self._checkpoints is None:
+            assert self.blobs is not None
+            staged, committed = index_blobs([], "."), {}
             with suppress(GitError):  # no HEAD yet
-                blobs = {**tree_blobs("HEAD", pattern, "."), **blobs}
-            found = {}
-            for neighbour in tracked_by_theta(sorted(blobs)):
-                metadata = _parsed(self.blobs.read(blobs[neighbour]))
-                if metadata is not None:
-                    found[neighbour] = metadata
-            self._directories[directory] = found
-        return self._directories[directory]
+                committed = tree_blobs("HEAD", [], ".")
+            found: Checkpoints = {}
+            for path in tracked_by_theta(sorted(staged.keys() | committed.keys())):
+                blobs = dict.fromkeys(blob for blob in (staged.get(path), committed.get(path)) if blob)
+                versions = [_parsed(self.blobs.read(blob)) for blob in blobs]
+                if any(versions):
+                    found[path] = [metadata for metadata in versions if metadata is not None]
+            self._checkpoints = found
+        return self._checkpoints
+
+    def _refresh(self) -> None:
+        """Forget what was read of the index and HEAD when either changed since (one process may serve a rebase)."""
+        if self.blobs is None:
+            return
+        state = (_signature(self.index), self.blobs.object_id("HEAD"))
+        if self._state is not None and state[0] != self._state[0]:
+            self.blobs.close()  # git cat-file reads the index once: start it again to see the new one
+        if state != self._state:
+            self._state, self._checkpoints = state, None
 
     def explicit_checkpoint_type(self, path: str) -> str | None:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""
@@ -146,6 +146,14 @@ class FilterContext:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.blobs is not None:
             self.blobs.close()
+
+
+def _signature(path: Path | None) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path) if path is not None else None
+    except FileNotFoundError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino) if info is not None else None
 
 
 def _parsed(data: bytes | None) -> CheckpointMetadata | None:

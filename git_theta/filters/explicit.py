@@ -106,15 +106,13 @@ def _store_update(
     context: FilterContext, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload
 ) -> TensorEntry:
     digest = "sha256:" + hashlib.sha256(new).hexdigest()
-    known = context.known.get(digest)
-    if known is not None and (known.dtype, known.shape) == (spec.dtype, spec.shape):
+    known = context.file.stored(spec, digest)
+    if known is not None:
         return known  # the update gives a tensor already stored
     header = update_header(kind, base, payload.params)
     oid, stored = store_update(context.store, update_parts(payload), digest, header, context.level, frame_executor())
     chain = (base.link, *base.base)
-    entry = TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, chain, previous=chain)
-    context.known[digest] = entry
-    return entry
+    return TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, chain, previous=chain)
 
 
 def _keyframe(context: FilterContext, spec: TensorSpec, data: memoryview, digest: str) -> TensorEntry:

@@ -16,6 +16,25 @@ class BlobReader:
 
     def read(self, name: str) -> bytes | None:
         """Return the blob's content, or None when it does not exist."""
+        found = self._ask(name)
+        if found is None:
+            return None
+        _, kind, size = found
+        assert self._process is not None and self._process.stdout
+        content = self._process.stdout.read(size + 1)[:size]  # the content, then a newline
+        return content if kind == b"blob" else None
+
+    def object_id(self, name: str) -> str | None:
+        """Return the id of the object ``name`` resolves to now (a ref is read again each time), or None."""
+        found = self._ask(name)
+        if found is None:
+            return None
+        assert self._process is not None and self._process.stdout
+        self._process.stdout.read(found[2] + 1)
+        return found[0].decode()
+
+    def _ask(self, name: str) -> tuple[bytes, bytes, int] | None:
+        """Send one request; return the object's ``(id, type, size)`` with its content still to read, or None."""
         if "\n" in name:
             return None
         process = self._start()
@@ -29,12 +48,7 @@ class BlobReader:
         fields = line.split()
         if len(fields) != 3 or not fields[2].isdigit() or line.endswith(b" missing\n"):
             return None
-        if fields[1] != b"blob":
-            process.stdout.read(int(fields[2]) + 1)
-            return None
-        data = process.stdout.read(int(fields[2]))
-        process.stdout.read(1)
-        return data
+        return fields[0], fields[1], int(fields[2])
 
     def close(self) -> None:
         """Stop the git process."""

@@ -44,6 +44,8 @@ class FilterSettings(NamedTuple):
     storage: Path
     lazy: bool
     max_delta_depth: int
+    #: The index file (``GIT_INDEX_FILE`` when git set one).
+    index: Path
 
 
 def lfs_storage(cwd: str | None = None) -> Path:
@@ -53,7 +55,12 @@ def lfs_storage(cwd: str | None = None) -> Path:
 
 def filter_settings(cwd: str | None = None) -> FilterSettings:
     """Return the LFS storage directory, ``theta.lazy`` and ``theta.maxDeltaDepth``, with one config read."""
-    git_dir = common_dir(cwd)
+    try:
+        paths = output("rev-parse", "--path-format=absolute", "--git-common-dir", "--git-path", "index", cwd=cwd)
+    except GitError:
+        raise UsageError("not inside a git repository; run this in one (or git init first)") from None
+    common, index = paths.splitlines()
+    git_dir = Path(common)
     pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
     listing = run("config", "-z", "--get-regexp", pattern, cwd=cwd, check=False).stdout
     settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
@@ -66,7 +73,7 @@ def filter_settings(cwd: str | None = None) -> FilterSettings:
     if configured:  # git-lfs resolves a relative lfs.storage against the git directory
         path = Path(os.path.expanduser(configured))
         storage = path if path.is_absolute() else git_dir / path
-    return FilterSettings(storage, lazy, int(depth))
+    return FilterSettings(storage, lazy, int(depth), Path(index))
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

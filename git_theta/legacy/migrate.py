@@ -62,6 +62,7 @@ def migrate_file(path: str, root: Path, context: FilterContext, blobs: BlobReade
     legacy = blobs.read(f":{path}") or b""
     rebuilt = resolve(legacy, path, context)
     entries = {}
+    context.start_file(path, [])
     for spec, data in zip(rebuilt.specs, rebuilt.tensors, strict=True):
         _, entries[spec.name] = store_tensor(context, Tensor(spec, data))
     format_data = store_format(rebuilt.format, context.store, context.level)

@@ -34,7 +34,7 @@ def merge_driver(base_file: str, ours_file: str, theirs_file: str, path: str) ->
     ours, theirs = _load(ours_data, path), _load(theirs_data, path)
     base = _load(base_data, path) if base_data else None
     context = FilterContext.for_repository()
-    context.remember(ours)  # merged tensors are stored as updates of ours where that is cheaper
+    context.start_file(path, [ours])  # merged tensors are stored as updates of ours where that is cheaper
     try:
         if os.environ.get(MANUAL_ENV, "") not in ("", "0"):
             from git_theta.merges.manual import write_versions

@@ -99,7 +99,7 @@ def _merge_checkpoint(
     from git_theta.filters.context import FilterContext
 
     context = FilterContext.for_repository()
-    context.remember(sides[0])  # merged tensors are stored as updates of ours where that is cheaper
+    context.start_file(path, [sides[0]])  # merged tensors are stored as updates of ours where that is cheaper
     try:
         outcome = merge_metadata(path, base, sides, chooser, StoreTensors(context, path), weights)
     finally:

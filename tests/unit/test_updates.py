@@ -192,7 +192,9 @@ def test_reading_a_delta_holds_the_tensor_and_a_few_blocks() -> None:
     finally:
         tracemalloc.stop()
     assert bytes(data) == tuned.tobytes()
-    assert peak < 1.5 * tuned.nbytes, peak  # not the keyframe, the delta and their sum besides
+    # The tensor and the blocks being decoded and hashed (more when the hashing thread lags on a busy machine);
+    # not the keyframe, the delta and their sum besides (3x).
+    assert peak < 2 * tuned.nbytes, peak
 
 
 def test_low_rank_is_base_plus_scaled_product() -> None:
