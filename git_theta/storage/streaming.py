@@ -92,7 +92,11 @@ class _DeltaBlocks:
         self.label, self.hash = label, entry.hash
         self.bits = bits_dtype(numpy_dtype(entry.dtype))
         self.keyframe = ObjectReader(
-            store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, f"{keyframe.oid[:12]} (base)"
+            store.open(keyframe.oid),
+            keyframe.hash,
+            keyframe.nbytes,
+            keyframe.stored,
+            f"{keyframe.oid[:12]} (base of {label})",
         )
         self.delta = open_update(store, entry, label)
         if len(self.delta.parts()) != 1:
