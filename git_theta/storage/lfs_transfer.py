@@ -39,11 +39,12 @@ def push_objects(remote: str, oids: list[str], progress: bool = False) -> None:
         return
     command = ["git", "lfs", "push", "--object-id", remote, "--stdin"]
     try:
-        # Not through the runner: on a terminal git-lfs draws its progress there itself.
+        # Not through the runner: git-lfs draws its progress on its stdout when that is a terminal, so it gets ours
+        # stderr (the caller's stdout is for its own report, and a hook's for git).
         result = subprocess.run(
             command,
             input="\n".join(oids).encode() + b"\n",
-            stdout=subprocess.DEVNULL if progress else subprocess.PIPE,
+            stdout=sys.stderr.fileno() if progress else subprocess.PIPE,
             stderr=None if progress else subprocess.PIPE,
         )
     except OSError as exc:
