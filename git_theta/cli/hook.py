@@ -29,7 +29,7 @@ def pre_push(remote: str, url: str | None) -> None:
         return
     objects = needed_objects(include, _remote_commits([old for _, old in updates], url or remote))
     result = upload_missing(remote, objects, LfsObjectStore(lfs_storage()), progress=sys.stderr.isatty())
-    if result.sent:
+    if result.sent and result.asked:  # otherwise git-lfs decided what to send, and said so
         sent = f"{len(result.sent)} tensor object(s), {result.size} bytes"
         click.echo(f"git-theta: uploaded {sent}, to {remote}", err=True)
 
