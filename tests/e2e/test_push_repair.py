@@ -146,3 +146,19 @@ def test_git_theta_push_failing_upload_exits_non_zero_with_one_line(repo: Path, 
     assert failed.returncode == 1
     [line] = failed.stderr.decode().splitlines()
     assert line.startswith("git-theta: error: uploading 7 tensor object(s) to 'origin' failed: ")
+
+
+def test_git_theta_push_defaults_to_the_remote_git_push_would_use(repo: Path, remote: Remote, tmp_path: Path) -> None:
+    remote.add_to(repo, "mirror")
+    origin = LocalRemote.create(tmp_path, "origin")
+    origin.add_to(repo)
+    two_versions(repo)
+    git("config", "remote.pushDefault", "mirror", cwd=repo)
+    git("checkout", "-q", "--detach", "main~1", cwd=repo)  # and with no branch, HEAD is what is pushed
+
+    assert uploaded(theta("push", cwd=repo)).startswith("git-theta: uploaded 6 object(s), ")
+    assert origin.objects() == set()
+    git("config", "branch.main.pushRemote", "origin", cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    assert uploaded(theta("push", cwd=repo)).startswith("git-theta: uploaded 7 object(s), ")
+    assert len(remote.objects()) == 6 and origin.objects() == lfs_objects(repo)
