@@ -162,3 +162,14 @@ def test_git_theta_push_defaults_to_the_remote_git_push_would_use(repo: Path, re
     git("checkout", "-q", "main", cwd=repo)
     assert uploaded(theta("push", cwd=repo)).startswith("git-theta: uploaded 7 object(s), ")
     assert len(remote.objects()) == 6 and origin.objects() == lfs_objects(repo)
+
+
+def test_git_theta_push_asks_about_many_objects_in_batches(repo: Path, http_remote: HttpRemote) -> None:
+    http_remote.add_to(repo)
+    save_safetensors(repo / "model.safetensors", random_model(layers=130, width=4))  # 260 objects: 3 batches
+    commit_all(repo, "many tensors")
+    git("push", "-q", "--no-verify", "origin", "main", cwd=repo)
+
+    assert uploaded(theta("push", cwd=repo)).startswith("git-theta: uploaded 260 object(s), ")
+    assert uploaded(theta("push", cwd=repo)).endswith("; 260 already there")
+    assert http_remote.objects() == lfs_objects(repo)
