@@ -39,7 +39,7 @@ def push_objects(remote: str, oids: list[str], progress: bool = False) -> None:
         return
     command = ["git", "lfs", "push", "--object-id", remote, "--stdin"]
     try:
-        # Not through the runner: git-lfs draws its progress on its stdout when that is a terminal, so it gets ours
+        # Not through the runner: git-lfs draws its progress on its stdout when that is a terminal, so it gets our
         # stderr (the caller's stdout is for its own report, and a hook's for git).
         result = subprocess.run(
             command,
