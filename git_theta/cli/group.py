@@ -22,6 +22,7 @@ COMMANDS = {
     "gc": "git_theta.cli.gc:gc",
     "fsck": "git_theta.cli.fsck:fsck",
     "pull": "git_theta.cli.pull:pull",
+    "push": "git_theta.cli.push:push",
     "clean": "git_theta.cli.filter:clean",
     "smudge": "git_theta.cli.filter:smudge",
     "filter-process": "git_theta.cli.filter:filter_process",

@@ -6,11 +6,10 @@ import sys
 
 import click
 
-from git_theta.git.reachability import metadata_in_commits
+from git_theta.git.reachability import advertised, existing_commits, needed_objects
 from git_theta.git.repo import lfs_storage
-from git_theta.storage.lfs_transfer import TransferError, push_objects
 from git_theta.storage.objects import LfsObjectStore
-from git_theta.storage.remote_objects import missing_on_remote
+from git_theta.storage.remote_objects import upload_missing
 
 
 @click.group(hidden=True)
@@ -22,32 +21,24 @@ def hook() -> None:
 @click.argument("remote")
 @click.argument("url", required=False)
 def pre_push(remote: str, url: str | None) -> None:
-    """Upload the tensor objects that the pushed commits reference; fail the push if any cannot be."""
-    include = [fields[1] for fields in map(str.split, sys.stdin.read().splitlines()) if len(fields) == 4]
-    include = [commit for commit in include if commit.strip("0")]  # all zeros: a deleted ref
+    """Upload the tensor objects that the pushed commits need and the remote lacks; fail the push if any cannot be."""
+    # Each line: <local ref> <local sha> <remote ref> <remote sha>, all zeros for a ref deleted or created.
+    updates = [(fields[1], fields[3]) for fields in map(str.split, sys.stdin.read().splitlines()) if len(fields) == 4]
+    include = [local for local, _ in updates if local.strip("0")]
     if not include:
         return
-    objects = {
-        oid: size
-        for _, metadata in metadata_in_commits(include, [f"--remotes={remote}"])
-        for oid, size in metadata.objects().items()
-    }
-    store = LfsObjectStore(lfs_storage())
-    local = sorted(oid for oid in objects if store.has(oid))
-    _require_remote_has({oid: size for oid, size in objects.items() if not store.has(oid)}, remote)
-    if local:
-        click.echo(f"git-theta: uploading tensor objects ({len(local)} referenced) to {remote}", err=True)
-    push_objects(remote, local)
+    objects = needed_objects(include, _remote_commits([old for _, old in updates], url or remote))
+    result = upload_missing(remote, objects, LfsObjectStore(lfs_storage()), progress=sys.stderr.isatty())
+    if result.sent and result.asked:  # otherwise git-lfs decided what to send, and said so
+        sent = f"{len(result.sent)} tensor object(s), {result.size} bytes"
+        click.echo(f"git-theta: uploaded {sent}, to {remote}", err=True)
 
 
-def _require_remote_has(absent: dict[str, int], remote: str) -> None:
-    """Objects a lazy checkout never downloaded can be pushed only if the remote already has them."""
-    if not absent:
-        return
-    lacking = missing_on_remote(remote, absent)
-    if lacking:
-        raise TransferError(
-            f"{len(lacking)} tensor object(s) that the pushed commits reference are neither stored here nor on "
-            f"{remote!r} (first: {sorted(lacking)[0][:12]}); download them first (git theta pull) and push again",
-            sorted(lacking),
-        )
+def _remote_commits(old: list[str], url: str) -> list[str]:
+    """The commits the remote has (as far as this repository has them too): what need not be looked at again."""
+    known = [sha for sha in old if sha.strip("0")]
+    if len(known) < len(old):
+        # A new ref comes with no old value. Remote-tracking refs are no substitute: after `git remote set-url`
+        # they describe another repository. So ask the remote for its refs, as git itself just did.
+        known += advertised(url)
+    return existing_commits(known)

@@ -53,6 +53,29 @@ def metadata_blobs(revisions: list[str]) -> Iterator[tuple[str, bytes]]:
                 yield paths[oid], data
 
 
+def needed_objects(include: list[str], exclude: list[str]) -> dict[str, int]:
+    """Return every object (oid -> stored size) the metadata in ``include`` but not in ``exclude`` needs."""
+    return {
+        oid: size for _, metadata in metadata_in_commits(include, exclude) for oid, size in metadata.objects().items()
+    }
+
+
+def existing_commits(names: list[str]) -> list[str]:
+    """Return those of ``names`` (object ids) that this repository has: a remote's commits we never fetched are not."""
+    if not names:
+        return []
+    checks = run("cat-file", "--batch-check=%(objectname) %(objecttype)", input="\n".join(names).encode() + b"\n")
+    return [fields[0] for fields in map(str.split, checks.stdout.decode().splitlines()) if fields[-1] != "missing"]
+
+
+def advertised(remote: str) -> list[str]:
+    """Return the object ids that ``remote`` (a name or URL) advertises for its refs, or none if it cannot be asked."""
+    result = run("ls-remote", "--", remote, check=False)
+    if result.returncode != 0:
+        return []
+    return sorted({line.split()[0] for line in result.stdout.decode(errors="replace").splitlines() if line.strip()})
+
+
 def metadata_in_commits(include: list[str], exclude: list[str]) -> Iterator[tuple[str, CheckpointMetadata]]:
     """Yield ``(path, metadata)`` for the metadata in commits reachable from ``include`` but not from ``exclude``.
 

@@ -10,6 +10,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 from git_theta.errors import GitThetaError
@@ -19,6 +20,8 @@ MEDIA_TYPE = "application/vnd.git-lfs+json"
 #: Objects per request, as git-lfs sends them.
 BATCH_SIZE = 100
 TIMEOUT = 60.0
+#: Requests in flight at once (git-lfs's lfs.concurrenttransfers defaults to 8).
+CONCURRENT_REQUESTS = 8
 
 
 class BatchError(GitThetaError):
@@ -28,11 +31,18 @@ class BatchError(GitThetaError):
 def missing_objects(endpoint: str, objects: dict[str, int]) -> dict[str, str]:
     """Return ``{oid: why}`` for each of ``objects`` (oid -> size) that the server at ``endpoint`` cannot serve."""
     client = _Client(endpoint)
-    missing: dict[str, str] = {}
     oids = sorted(objects)
-    for start in range(0, len(oids), BATCH_SIZE):
-        chunk = {oid: objects[oid] for oid in oids[start : start + BATCH_SIZE]}
-        missing.update(client.missing(chunk))
+    chunks = [
+        {oid: objects[oid] for oid in oids[start : start + BATCH_SIZE]} for start in range(0, len(oids), BATCH_SIZE)
+    ]
+    if not chunks:
+        return {}
+    missing = client.missing(chunks[0])  # alone, so that credentials are asked for once
+    if len(chunks) > 1:
+        # A whole history means many requests; the server answers several at once, as git-lfs's transfers are.
+        with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
+            for answer in pool.map(client.missing, chunks[1:]):
+                missing.update(answer)
     return missing
 
 

@@ -33,16 +33,32 @@ def require_git_lfs() -> str:
         ) from None
 
 
-def push_objects(remote: str, oids: list[str]) -> None:
-    """Upload the objects ``oids`` to ``remote``; git-lfs skips those the remote already has."""
+def push_objects(remote: str, oids: list[str], progress: bool = False) -> None:
+    """Upload the objects ``oids`` to ``remote``; with ``progress``, git-lfs shows its progress on stderr."""
     if not oids:
         return
+    command = ["git", "lfs", "push", "--object-id", remote, "--stdin"]
     try:
-        run("lfs", "push", "--object-id", remote, "--stdin", input="\n".join(oids).encode() + b"\n")
-    except GitError as exc:
-        raise TransferError(
-            f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {exc.stderr.strip()}"
-        ) from exc
+        # Not through the runner: git-lfs draws its progress on its stdout when that is a terminal, so it gets our
+        # stderr (the caller's stdout is for its own report, and a hook's for git).
+        result = subprocess.run(
+            command,
+            input="\n".join(oids).encode() + b"\n",
+            stdout=sys.stderr.fileno() if progress else subprocess.PIPE,
+            stderr=None if progress else subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise TransferError(f"could not start git-lfs to upload to {remote!r} ({exc})", oids) from exc
+    if result.returncode != 0:
+        reason = "git-lfs's messages above say why" if progress else _upload_error(result.stderr, result.stdout)
+        raise TransferError(f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {reason}", oids)
+
+
+def _upload_error(stderr: bytes, stdout: bytes) -> str:
+    """git-lfs's last line about the failure (it names each object it could not send on a line of its own)."""
+    lines = [line.strip() for line in (stderr + stdout).decode(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if not line.lower().startswith(("uploading lfs objects", "errors logged"))]
+    return (errors or lines or ["git-lfs gave no reason (git lfs logs last shows it)"])[-1]
 
 
 def download_missing(

@@ -33,7 +33,7 @@ def test_push_fails_clearly_while_the_server_is_down_and_works_once_it_is_back(
     failed = git("push", "origin", "main", cwd=repo, check=False)
     assert failed.returncode != 0
     [message] = error_lines(failed.stderr)
-    assert "uploading 6 tensor object(s) to 'origin' failed" in message and "connection refused" in message
+    assert "uploading 6 tensor object(s) to 'origin' failed" in message and "connection refused" in message.lower()
     assert git("ls-remote", str(own_http_remote.path), cwd=repo).stdout == b""  # the refs did not move
 
     own_http_remote.server.start()
