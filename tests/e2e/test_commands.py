@@ -49,12 +49,12 @@ def test_install_without_git_lfs_says_how_to_get_it(isolated_git: Path, tmp_path
 
 def test_track_is_idempotent_and_matches_subdirectories(repo: Path) -> None:
     before = (repo / ".gitattributes").read_text()
-    assert before.count("*.safetensors filter=theta diff=theta merge=theta\n") == 1
+    assert before.count("*.safetensors filter=theta diff=theta merge=theta -text\n") == 1
     out = theta("track", "*.safetensors", "my model.bin", cwd=repo).stdout.decode()
     assert "already tracked" in out and "now tracked" in out
     text = (repo / ".gitattributes").read_text()
     assert text.count("*.safetensors filter=theta") == 1
-    assert "my[[:space:]]model.bin filter=theta diff=theta merge=theta\n" in text
+    assert "my[[:space:]]model.bin filter=theta diff=theta merge=theta -text\n" in text
 
     (repo / "a" / "b").mkdir(parents=True)
     save_safetensors(repo / "a" / "b" / "deep.safetensors", random_model())
