@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from git_theta.errors import UsageError
 from git_theta.git.runner import output, run, split_z
 
 #: ``-text``, as ``git lfs track`` writes it: git must never convert line endings of the metadata it stores
@@ -15,6 +16,12 @@ BINARY = "-text"
 TRACK_ATTRIBUTES = f"filter=theta diff=theta merge=theta {BINARY}"
 #: A gitattribute that names a file's checkpoint format, e.g. ``*.ckpt filter=theta theta-checkpoint=torch``.
 CHECKPOINT_ATTRIBUTE = "theta-checkpoint"
+#: What git reads at the start of a .gitattributes line as something other than a plain pattern.
+_SPECIAL_STARTS = {"#": "a comment", "!": "a negative pattern, which git ignores", '"': "a C-quoted pattern"}
+
+
+class PatternError(UsageError):
+    """A pattern cannot be written as one line of .gitattributes."""
 
 
 def check_attr(attribute: str, paths: list[str], cwd: str | None = None) -> dict[str, str]:
@@ -33,8 +40,26 @@ def tracked_by_theta(paths: list[str], cwd: str | None = None) -> list[str]:
 
 
 def escape_pattern(pattern: str) -> str:
-    """Escape a pattern for .gitattributes, where whitespace separates fields (as git-lfs does)."""
-    return pattern.replace(" ", "[[:space:]]")
+    """Escape a pattern for .gitattributes, where blanks separate fields (as git-lfs does); refuse what cannot be."""
+    _check_pattern(pattern)
+    return pattern.replace(" ", "[[:space:]]").replace("\t", "[[:space:]]")
+
+
+def _check_pattern(pattern: str) -> None:
+    # git splits .gitattributes into lines at LF (a CR ends a field): a line break would start a line of its own.
+    control = next((char for char in pattern if (ord(char) < 0x20 and char != "\t") or char == "\x7f"), None)
+    if control is not None:
+        raise PatternError(
+            f"pattern {pattern!r} contains the control character {control!r}; a .gitattributes pattern is one line "
+            "of printable characters: give each pattern as its own argument"
+        )
+    if not pattern or pattern.startswith("[attr]"):
+        raise PatternError(f"{pattern!r} is not a file pattern; give one such as '*.safetensors'")
+    if pattern[0] in _SPECIAL_STARTS:
+        raise PatternError(
+            f"pattern {pattern!r} would be read by git as {_SPECIAL_STARTS[pattern[0]]}; "
+            f"start it with a backslash ('\\{pattern}') to match a name that begins with {pattern[0]!r}"
+        )
 
 
 def needs_binary(line: str) -> bool:
@@ -49,7 +74,7 @@ def add_tracking(root: Path, patterns: list[str]) -> tuple[list[str], list[str]]
     Return the patterns added and the lines upgraded (as they were). Other lines, their order and their line endings
     are kept.
     """
-    lines = [escape_pattern(pattern) for pattern in patterns]
+    lines = [escape_pattern(pattern) for pattern in patterns]  # refuse a bad pattern before writing anything
     path = root / ".gitattributes"
     old = _read_lines(path)
     upgraded = [line.rstrip("\r\n") for line in old if needs_binary(line)]
