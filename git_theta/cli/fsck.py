@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from git_theta.errors import GitThetaError, UsageError
+from git_theta.git.attributes import BINARY
 from git_theta.git.repo import default_remote, lfs_storage
 from git_theta.maintenance import fsck as checks
 from git_theta.storage.objects import LfsObjectStore
@@ -29,9 +30,10 @@ def fsck(remote: str | None) -> None:
         remote = default_remote()
         if remote is None:
             raise UsageError("this repository has no default remote (origin, remote.lfsdefault); use --remote NAME")
+    attributes = checks.attribute_problems()
     usages, problems = checks.referenced()
     problems += checks.local_problems(LfsObjectStore(lfs_storage()), usages)
-    for problem in problems:  # printed before the remote is asked, which may fail
+    for problem in attributes + problems:  # printed before the remote is asked, which may fail
         click.echo(problem)
     if remote is not None:
         remote_problems = checks.remote_problems(remote, usages)
@@ -52,4 +54,6 @@ def fsck(remote: str | None) -> None:
             "back when a checkpoint that uses it is checked out again (delete a corrupt one first); a remote gets "
             "its missing objects when a clone that has them pushes to it"
         )
+    if attributes:
+        raise FsckError(f"{len(attributes)} attributes line(s) lack {BINARY}; each is listed above with what to do")
     click.echo(f"git-theta: {len(usages)} referenced tensor object(s) present and intact{where}")

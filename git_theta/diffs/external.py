@@ -17,6 +17,7 @@ from git_theta.diffs.sources import side_of_bytes, side_of_file
 from git_theta.diffs.store import ObjectReader
 from git_theta.errors import UsageError
 from git_theta.git.catfile import BlobReader
+from git_theta.metadata import MetadataError
 
 NULL = "/dev/null"
 
@@ -31,10 +32,14 @@ def external_diff(args: list[str], out: TextIO) -> None:
     path, old_file, old_hex, _, new_file, new_hex, _ = args[:7]
     new_path = args[7] if len(args) == 9 else path
     reader = ObjectReader.for_repository()
-    with BlobReader() as blobs:
-        old = _side(old_file, old_hex, path, blobs, reader, None)
-        new = _side(new_file, new_hex, new_path, blobs, reader, old.checkpoint_type)
-        diff = diff_sides(new_path, old, new)
+    try:
+        with BlobReader() as blobs:
+            old = _side(old_file, old_hex, path, blobs, reader, None)
+            new = _side(new_file, new_hex, new_path, blobs, reader, old.checkpoint_type)
+            diff = diff_sides(new_path, old, new)
+    except MetadataError as exc:  # one bad commit must not stop git diff or git log -p --ext-diff
+        out.write(f"diff --theta a/{path} b/{new_path}\n@@ malformed git-theta metadata, tensors not shown: {exc} @@\n")
+        return
     text = patch(diff, path, new_path, old_file != NULL, new_file != NULL)
     if len(args) == 9 and args[8]:
         head, _, rest = text.partition("\n")

@@ -27,6 +27,7 @@ from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
 from git_theta.diffs.sources import side_of_file
 from git_theta.diffs.store import ObjectReader
+from git_theta.metadata import MetadataError
 from git_theta.storage.errors import ObjectError
 
 
@@ -47,6 +48,9 @@ def textconv(file: str, out: TextIO) -> None:
         side = side_of_file(path, path.name, reader)
     except CheckpointError as exc:
         out.write(f"not a checkpoint git-theta can read ({path.stat().st_size} bytes): {exc}\n")
+        return
+    except MetadataError as exc:  # one bad commit must not stop git log -p
+        out.write(f"malformed git-theta metadata, tensors not shown: {exc}\n")
         return
     if side.checkpoint_type is None:
         return  # an empty file: nothing to show

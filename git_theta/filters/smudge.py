@@ -32,13 +32,15 @@ def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
         if legacy.is_legacy_metadata(data):  # written by Git-Theta 0.2
             return legacy.smudge_writer(data, path, context)
         return lambda out: out.write(data)  # not ours (committed before it was tracked): leave it as it is
+    if context.display_only:
+        # git diff, log and show hand the smudged file only to our diff driver and textconv, which read tensors from
+        # the objects and tell of malformed metadata: failing here would stop git log -p at that commit.
+        return lambda out: out.write(data)
     try:
         metadata = CheckpointMetadata.loads(data)
     except MetadataError as exc:
         raise MetadataError(f"{path}: {exc}") from exc
-    if context.skip_smudge or context.display_only:
-        # A lazy checkout keeps the metadata until the weights are pulled; git diff, log and show hand the smudged
-        # file only to our diff driver and textconv, which read tensors from the objects: rebuilding is wasted work.
+    if context.skip_smudge:  # a lazy checkout keeps the metadata until the weights are pulled
         return lambda out: out.write(data)
     plugin = load(metadata.checkpoint_type)
     _require_objects(metadata, path, context)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import NamedTuple
 
-from git_theta.git.runner import run
+from git_theta.errors import UsageError
+from git_theta.git.runner import output, run, split_z
 
-TRACK_ATTRIBUTES = "filter=theta diff=theta merge=theta"
+#: ``-text``, as ``git lfs track`` writes it: git must never convert line endings of the metadata it stores
+#: (``core.autocrlf``, ``core.eol``, ``text=auto``), or a clone's metadata and checkpoints come out changed.
+BINARY = "-text"
+TRACK_ATTRIBUTES = f"filter=theta diff=theta merge=theta {BINARY}"
 #: A gitattribute that names a file's checkpoint format, e.g. ``*.ckpt filter=theta theta-checkpoint=torch``.
 CHECKPOINT_ATTRIBUTE = "theta-checkpoint"
+#: What git reads at the start of a .gitattributes line as something other than a plain pattern.
+_SPECIAL_STARTS = {"#": "a comment", "!": "a negative pattern, which git ignores", '"': "a C-quoted pattern"}
+
+
+class PatternError(UsageError):
+    """A pattern cannot be written as one line of .gitattributes."""
 
 
 def check_attr(attribute: str, paths: list[str], cwd: str | None = None) -> dict[str, str]:
@@ -28,28 +40,101 @@ def tracked_by_theta(paths: list[str], cwd: str | None = None) -> list[str]:
 
 
 def escape_pattern(pattern: str) -> str:
-    """Escape a pattern for .gitattributes, where whitespace separates fields (as git-lfs does)."""
-    return pattern.replace(" ", "[[:space:]]")
+    """Escape a pattern for .gitattributes, where blanks separate fields (as git-lfs does); refuse what cannot be."""
+    _check_pattern(pattern)
+    return pattern.replace(" ", "[[:space:]]").replace("\t", "[[:space:]]")
 
 
-def add_tracking(root: Path, patterns: list[str]) -> list[str]:
-    """Append a tracking line per new pattern to ``root/.gitattributes``; return the patterns added."""
+def _check_pattern(pattern: str) -> None:
+    # git splits .gitattributes into lines at LF (a CR ends a field): a line break would start a line of its own.
+    control = next((char for char in pattern if (ord(char) < 0x20 and char != "\t") or char == "\x7f"), None)
+    if control is not None:
+        raise PatternError(
+            f"pattern {pattern!r} contains the control character {control!r}; a .gitattributes pattern is one line "
+            "of printable characters: give each pattern as its own argument"
+        )
+    if not pattern or pattern.startswith("[attr]"):
+        raise PatternError(f"{pattern!r} is not a file pattern; give one such as '*.safetensors'")
+    if pattern[0] in _SPECIAL_STARTS:
+        raise PatternError(
+            f"pattern {pattern!r} would be read by git as {_SPECIAL_STARTS[pattern[0]]}; "
+            f"start it with a backslash ('\\{pattern}') to match a name that begins with {pattern[0]!r}"
+        )
+
+
+def needs_binary(line: str) -> bool:
+    """Tell whether a .gitattributes line hands files to git-theta without ``-text`` (written before it was added)."""
+    fields = line.split()
+    return len(fields) > 1 and not fields[0].startswith("#") and "filter=theta" in fields and BINARY not in fields
+
+
+def add_tracking(root: Path, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Append a tracking line per new pattern to ``root/.gitattributes``, and add ``-text`` where a theta line lacks it.
+
+    Return the patterns added and the lines upgraded (as they were). Other lines, their order and their line endings
+    are kept.
+    """
+    lines = [escape_pattern(pattern) for pattern in patterns]  # refuse a bad pattern before writing anything
     path = root / ".gitattributes"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    old = _read_lines(path)
+    upgraded = [line.rstrip("\r\n") for line in old if needs_binary(line)]
+    text = "".join(_with_binary(line) if needs_binary(line) else line for line in old)
     present = {tuple(line.split()) for line in text.splitlines()}
+    eol = "\r\n" if old and old[0].endswith("\r\n") else "\n"
     added = []
-    for pattern in patterns:
-        line = f"{escape_pattern(pattern)} {TRACK_ATTRIBUTES}"
-        if tuple(line.split()) not in present:
+    for pattern, escaped in zip(patterns, lines, strict=True):
+        fields = tuple(f"{escaped} {TRACK_ATTRIBUTES}".split())
+        if fields not in present:
             added.append(pattern)
-            present.add(tuple(line.split()))
-            text += ("" if not text or text.endswith("\n") else "\n") + line + "\n"
-    if added:
+            present.add(fields)
+            text += ("" if not text or text.endswith("\n") else eol) + " ".join(fields) + eol
+    if added or upgraded:
         _write_atomic(path, text)
-    return added
+    return added, upgraded
+
+
+class AttributesLine(NamedTuple):
+    """One line of an attributes file; ``top_level`` when the file is the one ``git theta track`` writes."""
+
+    path: Path
+    number: int
+    text: str
+    top_level: bool
+
+
+def lines_without_binary() -> list[AttributesLine]:
+    """Return every theta line without ``-text`` in the attributes files git reads (info/attributes, .gitattributes)."""
+    files = {Path(output("rev-parse", "--path-format=absolute", "--git-path", "info/attributes")): False}
+    if output("rev-parse", "--is-bare-repository") == "false":
+        root = Path(output("rev-parse", "--show-toplevel"))
+        listed = split_z(run("ls-files", "-z", "--", ":(glob)**/.gitattributes", cwd=str(root)).stdout)
+        files.update({root / name: name == ".gitattributes" for name in sorted({".gitattributes", *listed})})
+    return [
+        AttributesLine(path, number, line.rstrip("\r\n"), top_level)
+        for path, top_level in files.items()
+        for number, line in enumerate(_read_lines(path), 1)
+        if needs_binary(line)
+    ]
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as handle:  # newline="": keep CRLF files CRLF
+        return re.findall(r"[^\n]*\n|[^\n]+$", handle.read())  # git ends a line at LF only
+
+
+def _with_binary(line: str) -> str:
+    body = line.rstrip("\r\n")
+    return f"{body.rstrip()} {BINARY}{line[len(body) :]}"
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".theta-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 
-from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.attributes import BINARY, lines_without_binary, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.reachability import reachable_revisions
 from git_theta.git.runner import run
@@ -65,3 +67,16 @@ def legacy_paths() -> list[str]:
                 found.append(oid)
     paths = {oid: path for path, listed in oids.items() for oid in listed}
     return sorted({paths[oid] for oid in found})
+
+
+def attribute_problems() -> list[str]:
+    """Return one line per attributes line that hands files to git-theta without ``-text`` (older versions wrote so)."""
+    problems = []
+    for line in lines_without_binary():
+        pattern = shlex.quote(line.text.split()[0])
+        fix = f"run: git theta track {pattern}" if line.top_level else f"add {BINARY} at its end"
+        problems.append(
+            f"{os.path.relpath(line.path)}:{line.number}: {line.text!r} lacks {BINARY}, so with core.autocrlf or "
+            f"core.eol=crlf git converts the line endings of the metadata and checkouts break; {fix}"
+        )
+    return problems

@@ -12,6 +12,9 @@ from git_theta.maintenance.references import referenced_oids
 from git_theta.storage.codec import MAGIC
 from git_theta.storage.objects import LfsObjectStore
 
+#: A temporary file untouched this long (seconds) is left over by a failed or killed write, not one in progress.
+STALE_TEMPORARY = 3600
+
 
 @dataclass
 class Collected:
@@ -19,6 +22,7 @@ class Collected:
 
     objects: list[tuple[str, int]] = field(default_factory=list)
     kept: int = 0
+    temporaries: list[tuple[Path, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -31,7 +35,8 @@ def collect_garbage(store: LfsObjectStore, common_dir: Path, dry_run: bool) -> C
 
     The index lock is held meanwhile, so no ``git add`` or ``git stash`` can reference an object after we looked;
     objects written after we started are kept all the same. Plain Git LFS objects are never touched. Each removal
-    is one atomic unlink of an unreferenced object, so an interrupted collection leaves a consistent store.
+    is one atomic unlink of an unreferenced object, so an interrupted collection leaves a consistent store. Our
+    temporary files that no write has touched for ``STALE_TEMPORARY`` seconds go too.
     """
     started = time.time()
     if dry_run:
@@ -49,7 +54,24 @@ def _collect(store: LfsObjectStore, started: float, dry_run: bool) -> Collected:
         elif _is_garbage(path, started):
             size = path.stat().st_size if dry_run else store.remove(oid)
             result.objects.append((oid, size))
+    result.temporaries = _stale_temporaries(store, started - STALE_TEMPORARY, dry_run)
     return result
+
+
+def _stale_temporaries(store: LfsObjectStore, before: float, dry_run: bool) -> list[tuple[Path, int]]:
+    """Remove (unless ``dry_run``) our temporary files last written before ``before``; return them with their sizes."""
+    stale = []
+    for path in sorted(store.temporaries()):
+        try:
+            status = path.stat()
+            if status.st_mtime >= before:
+                continue
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:  # finished (renamed into place) or removed meanwhile
+            continue
+        stale.append((path, status.st_size))
+    return stale
 
 
 def _is_garbage(path: Path, started: float) -> bool:

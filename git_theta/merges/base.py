@@ -1,7 +1,8 @@
 """The interface every merge strategy implements, and how a strategy is named on the command line.
 
 A strategy is written ``NAME`` or ``NAME:OPTION=VALUE,OPTION=VALUE`` (``ties:density=0.2,lambda=1``). Every strategy
-also takes ``weights=W1/W2/...``: one weight per model, ours first (default: 1 each).
+also takes ``weights=W1/W2/...``: one weight per model, ours first (default: 1 each), and ``allow-overflow=true``: keep
+a result with inf or nan values that no version had (by default such a merge is refused).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ CHUNK = 1 << 18
 #: The elementwise last step of a merge: (the ancestor's chunk or None, the models' chunks) -> the merged chunk.
 Step = Callable[["np.ndarray | None", "list[np.ndarray]"], "np.ndarray"]
 
+#: The option every strategy takes that keeps a merged tensor that overflowed its dtype (inf or nan).
+ALLOW_OVERFLOW = "allow-overflow"
 #: dtypes that the averaging strategies compute with; everything else can only be taken from one side.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0"})
 
@@ -73,12 +76,16 @@ class MergeStrategy(ABC):
         self.options = dict(self.defaults)
         self.given: set[str] = set()
         self.weights: list[float] | None = None
+        self.allow_overflow = False
         for key, text in (options or {}).items():
             if key == "weights":
                 self.weights = _floats(self.name, text)
                 continue
+            if key == ALLOW_OVERFLOW:
+                self.allow_overflow = _convert(self.name, key, text, False)
+                continue
             if key not in self.defaults:
-                known = ", ".join([*self.defaults, "weights"])
+                known = ", ".join([*self.defaults, "weights", ALLOW_OVERFLOW])
                 raise MergeError(f"merge strategy {self.name!r} has no option {key!r} (options: {known})")
             self.options[key] = _convert(self.name, key, text, self.defaults[key])
             self.given.add(key)
@@ -92,6 +99,8 @@ class MergeStrategy(ABC):
         options = [f"{key}={value}" for key, value in self.options.items()]
         if self.weights is not None:
             options.append("weights=" + "/".join(f"{w:g}" for w in self.weights))
+        if self.allow_overflow:
+            options.append(f"{ALLOW_OVERFLOW}=true")
         return self.name + (":" + ",".join(options) if options else "")
 
     def unsuitable(self, conflict: Conflict) -> str | None:

@@ -96,11 +96,14 @@ def _choose_for_all(strategy: MergeStrategy) -> None:
         return
     try:
         path = git_dir() / CHOICE_FILE
-        temporary = path.with_name(f"{CHOICE_FILE}.{os.getpid()}.tmp")
+    except GitThetaError:
+        return
+    temporary = path.with_name(f"{CHOICE_FILE}.{os.getpid()}.tmp")
+    try:
         temporary.write_text(json.dumps({"git": identity, "strategy": strategy.describe()}))
         os.replace(temporary, path)
-    except (OSError, GitThetaError):
-        pass  # not remembered: the next file's driver asks again, which is all that is lost
+    except OSError:  # not remembered: the next file's driver asks again, which is all that is lost
+        temporary.unlink(missing_ok=True)
 
 
 def parse_pattern(rule: str) -> tuple[str, MergeStrategy]:

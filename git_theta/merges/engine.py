@@ -70,7 +70,9 @@ def merge_metadata(
             index = strategy.pick(len(sides))
             taken[conflict.name] = conflict.base if index is None else conflict.sides[index]
         else:
-            taken[conflict.name] = merge_tensor(strategy, conflict, _weights(strategy, weights, len(sides)), tensors)
+            taken[conflict.name] = merge_tensor(
+                strategy, conflict, _weights(strategy, weights, len(sides)), tensors, path
+            )
     result = {name: entry for name, entry in taken.items() if entry is not None}
     return Outcome(_assemble(checkpoint_type, sides[owner], result, tensors), [], merged)
 

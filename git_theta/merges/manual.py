@@ -27,8 +27,12 @@ def write_versions(path: str, versions: dict[str, bytes], context: FilterContext
         target = Path(version_path(path, label))
         write = smudge(data, path, context)
         temporary = target.with_name(target.name + ".theta-tmp")
-        with open(temporary, "wb") as out:
-            write(out)
-        os.replace(temporary, target)
+        try:
+            with open(temporary, "wb") as out:
+                write(out)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk must not leave a half-written checkpoint behind
+            raise
         written.append(str(target))
     return written

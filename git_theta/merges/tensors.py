@@ -9,7 +9,7 @@ import numpy as np
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import element_count
-from git_theta.merges.base import CHUNK, Conflict, MergeError, MergeStrategy, Step
+from git_theta.merges.base import ALLOW_OVERFLOW, CHUNK, Conflict, MergeError, MergeStrategy, Step
 from git_theta.metadata import TensorEntry
 from git_theta.updates.base import numpy_dtype
 
@@ -93,11 +93,14 @@ class StoreTensors:
         return store_format(format_data, self.context.store, self.context.level)
 
 
-def merge_tensor(strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO) -> TensorEntry:
+def merge_tensor(
+    strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO, path: str
+) -> TensorEntry:
     """Merge the versions of one tensor and store the result, cast back to the tensor's dtype.
 
     The versions are streamed from the store a chunk at a time, on every pass the strategy makes, so memory holds
-    the result and a few chunks (TIES: one more tensor-sized array), not the versions.
+    the result and a few chunks (TIES: one more tensor-sized array), not the versions. A result with inf or nan
+    values that no version had (the dtype overflowed) is refused unless the strategy allows it.
     """
     first = conflict.sides[0]
     assert first is not None
@@ -106,12 +109,31 @@ def merge_tensor(strategy: MergeStrategy, conflict: Conflict, weights: list[floa
     # tensor-sized arrays: float32 halves them for 32-bit and narrower types.
     work = np.dtype(np.float64 if strategy.elementwise or first.dtype == "F64" else np.float32)
     versions = StreamedVersions(tensors, conflict, kind, work)
-    step = strategy.prepare(versions, weights, conflict.name)
-    if step is None:
-        out = _merge_whole(strategy, conflict, weights, tensors, kind, work)
-    else:
-        out = _merge_streamed(step, versions, strategy.needs_base, kind)
+    with np.errstate(all="ignore"):  # an overflow is told once, below, naming the tensor
+        step = strategy.prepare(versions, weights, conflict.name)
+        if step is None:
+            out, finite = _merge_whole(strategy, conflict, weights, tensors, kind, work)
+        else:
+            out, finite = _merge_streamed(step, versions, strategy.needs_base, kind)
+    if finite and not strategy.allow_overflow:
+        _refuse_overflow(out, strategy, conflict, path)
     return tensors.store(TensorSpec(conflict.name, first.dtype, first.shape), memoryview(out.view(np.uint8)))
+
+
+def _refuse_overflow(out: np.ndarray, strategy: MergeStrategy, conflict: Conflict, path: str) -> None:
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad:
+        dtype = conflict.sides[0].dtype if conflict.sides[0] else out.dtype
+        lower = "lower lambda or the weights, " if "lambda" in strategy.options else ""
+        raise MergeError(
+            f"{path}: tensor {conflict.name!r} merged with {strategy.describe()} overflows {dtype} ({bad} of "
+            f"{out.size} values inf or nan, where no version has any); {lower}choose another strategy (ours, theirs, "
+            f"...), or add {ALLOW_OVERFLOW}=true to the strategy to keep them"
+        )
+
+
+def _all_finite(base: np.ndarray | None, models: Sequence[np.ndarray]) -> bool:
+    return all(bool(np.isfinite(array).all()) for array in (*models, *([] if base is None else [base])))
 
 
 class StreamedVersions:
@@ -165,19 +187,23 @@ class _Pieces:
             raise MergeError(f"tensor {name!r}: a stored version is longer than its metadata says; run git theta fsck")
 
 
-def _merge_streamed(step: Step, versions: StreamedVersions, needs_base: bool, kind: np.dtype) -> np.ndarray:
+def _merge_streamed(
+    step: Step, versions: StreamedVersions, needs_base: bool, kind: np.dtype
+) -> tuple[np.ndarray, bool]:
+    """Return the merged tensor, and whether every version read was finite."""
     out = np.empty(versions.size, kind)
-    start = 0
+    start, finite = 0, True
     for base, models in versions.chunks(range(versions.models), needs_base and versions.conflict.base is not None):
+        finite = finite and _all_finite(base, models)
         merged = step(base, models)
         out[start : start + merged.size] = merged
         start += merged.size
-    return out
+    return out, finite
 
 
 def _merge_whole(
     strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO, kind: np.dtype, work: np.dtype
-) -> np.ndarray:
+) -> tuple[np.ndarray, bool]:
     """A strategy without ``prepare`` (a plugin's, not elementwise): every version whole, in memory at once."""
     first = conflict.sides[0]
     assert first is not None
@@ -190,4 +216,4 @@ def _merge_whole(
     del models
     out = np.empty(element_count(first.shape), kind)
     out[...] = strategy.merge(shaped_base, shaped, weights, conflict.name).reshape(-1)
-    return out
+    return out, _all_finite(shaped_base, shaped)

@@ -6,6 +6,7 @@ fetch and verify our objects like any other. Objects live at ``<lfs storage>/obj
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from git_theta.storage.errors import ObjectError
+
+#: How the names of our temporary files in ``<lfs storage>/tmp`` start (git-lfs's own there are not ours).
+TEMPORARY_PREFIX = "theta-"
 
 
 class ObjectWriter(Protocol):
@@ -76,6 +80,10 @@ class LfsObjectStore:
             if len(oid) == 64 and path == self.path(oid) and all(c in "0123456789abcdef" for c in oid):
                 yield oid, path
 
+    def temporaries(self) -> Iterator[Path]:
+        """Yield the temporary files our writers have in ``<lfs storage>/tmp`` (finished, failed or in progress)."""
+        yield from (self.root / "tmp").glob(f"{TEMPORARY_PREFIX}*")
+
     def remove(self, oid: str) -> int:
         """Delete object ``oid`` (one atomic unlink); return the bytes freed, 0 if it was not there."""
         path = self.path(oid)
@@ -90,14 +98,14 @@ class LfsObjectStore:
         """Store a small object given whole; return ``(oid, size)``."""
         oid = hashlib.sha256(data).hexdigest()
         if not self.has(oid):
-            fd, name = _mkstemp(dir=self.directory(self.root / "tmp"), prefix="theta-")
+            fd, name = _mkstemp(dir=self.directory(self.root / "tmp"), prefix=TEMPORARY_PREFIX)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
+                self.install(Path(name), oid)
             except BaseException:
                 Path(name).unlink(missing_ok=True)  # a full disk must not leave half-written files behind
                 raise
-            self.install(Path(name), oid)
         return oid, len(data)
 
     def directory(self, path: Path) -> Path:
@@ -123,7 +131,7 @@ class _LfsObjectWriter:
 
     def __init__(self, store: LfsObjectStore) -> None:
         self._store = store
-        fd, name = _mkstemp(dir=store.directory(store.root / "tmp"), prefix="theta-")
+        fd, name = _mkstemp(dir=store.directory(store.root / "tmp"), prefix=TEMPORARY_PREFIX)
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._hash = hashlib.sha256()
@@ -147,7 +155,8 @@ class _LfsObjectWriter:
         return oid, self._size
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # flushing the buffer fails again on a full disk; the first error is told
+            self._file.close()
         self._path.unlink(missing_ok=True)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
+import signal
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import git, lfs_objects, random_model, save_safetensors
@@ -138,3 +141,30 @@ def test_a_full_disk_fails_the_add_cleanly_and_a_retry_works(repo: Path) -> None
     (repo / "model.safetensors").unlink()
     git("checkout", "--", "model.safetensors", cwd=repo)
     assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def full_disk_after(size: int):
+    """A ``preexec_fn`` that makes every write past ``size`` bytes fail with EFBIG, as a full disk fails with ENOSPC."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing the write
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+def test_a_full_disk_leaves_no_partial_object_of_a_large_tensor(repo: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = {f"w{i}": rng.standard_normal((1024, 1024), dtype=np.float32) for i in range(3)}  # streamed: 4 MiB each
+    save_safetensors(repo / "model.safetensors", model)
+    limited = subprocess.run(
+        ["git", "add", "model.safetensors"], cwd=repo, capture_output=True, preexec_fn=full_disk_after(1 << 20)
+    )
+    assert limited.returncode != 0
+    errors = theta_errors(limited.stderr)
+    assert len(errors) == 1 and "model.safetensors: File too large" in errors[0], limited.stderr.decode()
+    assert git("diff", "--cached", "--name-only", cwd=repo).stdout == b""
+    assert list((repo / ".git" / "lfs" / "tmp").glob("*")) == []  # no half-written object left behind
+
+    git("add", "model.safetensors", cwd=repo)
+    assert git("diff", "--cached", "--name-only", cwd=repo).stdout == b"model.safetensors\n"

@@ -49,12 +49,12 @@ def test_install_without_git_lfs_says_how_to_get_it(isolated_git: Path, tmp_path
 
 def test_track_is_idempotent_and_matches_subdirectories(repo: Path) -> None:
     before = (repo / ".gitattributes").read_text()
-    assert before.count("*.safetensors filter=theta diff=theta merge=theta\n") == 1
+    assert before.count("*.safetensors filter=theta diff=theta merge=theta -text\n") == 1
     out = theta("track", "*.safetensors", "my model.bin", cwd=repo).stdout.decode()
     assert "already tracked" in out and "now tracked" in out
     text = (repo / ".gitattributes").read_text()
     assert text.count("*.safetensors filter=theta") == 1
-    assert "my[[:space:]]model.bin filter=theta diff=theta merge=theta\n" in text
+    assert "my[[:space:]]model.bin filter=theta diff=theta merge=theta -text\n" in text
 
     (repo / "a" / "b").mkdir(parents=True)
     save_safetensors(repo / "a" / "b" / "deep.safetensors", random_model())
@@ -62,6 +62,31 @@ def test_track_is_idempotent_and_matches_subdirectories(repo: Path) -> None:
     git("add", "-A", cwd=repo)
     assert git("show", ":a/b/deep.safetensors", cwd=repo).stdout.startswith(b"{")
     assert git("show", ":my model.bin", cwd=repo).stdout.startswith(b"{")
+
+
+def test_track_refuses_patterns_that_would_inject_attributes_lines(repo: Path) -> None:
+    before = (repo / ".gitattributes").read_bytes()
+    for pattern, why in [
+        ("*.bin\n*.txt", "contains the control character '\\n'"),
+        ("*.bin\r*.txt", "contains the control character '\\r'"),
+        ("[attr]binary", "is not a file pattern"),
+        ("#x", "would be read by git as a comment"),
+        ("!x", "would be read by git as a negative pattern"),
+    ]:
+        refused = theta("track", "*.npy", pattern, cwd=repo, check=False)
+        assert refused.returncode == 2, pattern
+        message = refused.stderr.decode()
+        assert message.startswith("git-theta: error: ") and repr(pattern) in message and why in message
+        assert refused.stderr.count(b"\n") == 1 and refused.stdout == b""
+        assert (repo / ".gitattributes").read_bytes() == before  # not even the good pattern is written
+    (repo / "notes.txt").write_text("notes\n")
+    assert git("check-attr", "filter", "--", "notes.txt", cwd=repo).stdout == b"notes.txt: filter: unspecified\n"
+
+    theta("track", "a\tb.bin", cwd=repo)  # git splits fields at tabs too: escaped like a space
+    assert (
+        (repo / ".gitattributes").read_text().endswith("a[[:space:]]b.bin filter=theta diff=theta merge=theta -text\n")
+    )
+    assert git("check-attr", "filter", "--", "a\tb.bin", cwd=repo).stdout.endswith(b": filter: theta\n")
 
 
 def test_hooks_chain_to_existing_hooks_and_honour_core_hooks_path(installed: Path, tmp_path: Path) -> None:

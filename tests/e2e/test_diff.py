@@ -332,3 +332,32 @@ def test_git_show_gives_each_commits_own_change_however_the_tensor_is_stored(rep
             oid = entry["oid"]
             (repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).unlink()
     assert git("show", "HEAD", cwd=repo).stdout.decode() == shown
+
+
+def test_git_log_p_goes_on_past_a_commit_with_malformed_metadata(repo: Path) -> None:
+    save_safetensors(repo / "model.safetensors", random_model(0))
+    commit(repo, "good one")
+    metadata = git("show", "HEAD:model.safetensors", cwd=repo).stdout
+    # Edited by hand and added where git-theta is not installed (no global config): git stores it as it is.
+    (repo / "model.safetensors").write_bytes(metadata.replace(b'"tensors": {', b'"tensors": {{', 1))
+    no_theta = {"GIT_CONFIG_GLOBAL": "/dev/null"}
+    git("add", "model.safetensors", cwd=repo, env=no_theta)
+    git("-c", "user.name=Other", "-c", "user.email=o@example.com", "commit", "-q", "-m", "bad", cwd=repo, env=no_theta)
+    save_safetensors(repo / "model.safetensors", random_model(1))
+    commit(repo, "good two")
+
+    for args in (("log", "-p"), ("log", "-p", "--ext-diff"), ("diff", "HEAD~2", "HEAD~1")):
+        shown = git(*args, cwd=repo)
+        out = shown.stdout.decode()
+        assert shown.stderr == b"", args
+        assert out.count("malformed git-theta metadata, tensors not shown") == (1 if args[0] == "diff" else 2), args
+        if args[0] == "log":
+            assert all(f"    {subject}\n" in out for subject in ("good two", "bad", "good one")), args
+    patch = git("log", "-p", cwd=repo).stdout.decode()
+    bad = patch[patch.index("    bad\n") : patch.index("    good one\n")]
+    notes = [line for line in bad.splitlines() if "malformed" in line]
+    assert len(notes) == 1 and notes[0].startswith(
+        "+malformed git-theta metadata, tensors not shown: model.safetensors"
+    )
+    assert "+layer0.weight  F32 [64, 64]" in patch[: patch.index("    bad\n")]  # the commits around it are shown
+    assert "+layer0.weight  F32 [64, 64]" in patch[patch.index("    good one\n") :]

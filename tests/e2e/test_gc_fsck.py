@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,28 @@ def test_gc_removes_only_unreferenced_tensor_objects(repo: Path) -> None:
     for rev, expected in (("stash@{0}", stashed), ("other", on_branch)):
         git("checkout", rev, "--", "model.safetensors", cwd=repo)
         assert (repo / "model.safetensors").read_bytes() == expected
+
+
+def test_gc_removes_stale_temporary_files_of_failed_writes_only(repo: Path) -> None:
+    save_safetensors(repo / "model.safetensors", random_model())
+    commit_all(repo, "base")
+    tmp = repo / ".git" / "lfs" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    two_hours_ago = time.time() - 7200
+    stale, writing, lfs_own = tmp / "theta-k2j4x9ab", tmp / "theta-w8c1m3zq", tmp / "1861545047"
+    for path in (stale, writing, lfs_own):
+        path.write_bytes(b"x" * 100)
+    for path in (stale, lfs_own):  # a killed add's file, and one of git-lfs's own, which is none of ours
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    dry = theta("gc", "--dry-run", cwd=repo).stdout.decode()
+    assert f"would remove {stale} (100 bytes)\n" in dry
+    assert "git-theta: would remove 1 stale temporary file(s) of failed writes, 100 bytes\n" in dry
+    assert stale.exists()
+    out = theta("gc", cwd=repo).stdout.decode()
+    assert "git-theta: removed 1 stale temporary file(s) of failed writes, 100 bytes\n" in out
+    assert sorted(tmp.iterdir()) == sorted([writing, lfs_own])  # a concurrent add is still writing the fresh one
+    assert "stale temporary" not in theta("gc", cwd=repo).stdout.decode()
 
 
 def test_gc_keeps_what_reflogs_and_orig_head_reference(repo: Path) -> None:

@@ -252,6 +252,9 @@ def test_ls_and_fsck_name_legacy_checkpoints(installed: Path, tmp_path: Path) ->
     assert as_json["format"] == "git-theta 0.2"
     assert {name: t["shape"] for name, t in as_json["tensors"].items()} == {n: t["shape"] for n, t in record.items()}
 
+    flagged = theta("fsck", cwd=repo, check=False)  # Git-Theta 0.2 wrote its .gitattributes line without -text
+    assert flagged.returncode == 1 and flagged.stdout.decode().endswith("run: git theta track model.pt\n")
+    theta("track", "model.pt", cwd=repo)
     checked = theta("fsck", cwd=repo)
     notes = [line for line in checked.stderr.decode().splitlines() if line.startswith("git-theta: ")]
     assert len(notes) == 1 and "not checked: model.pt in Git-Theta 0.2's format" in notes[0]

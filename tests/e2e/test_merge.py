@@ -288,3 +288,60 @@ def test_install_configures_the_merge_driver_and_uninstall_removes_it(installed:
     assert driver == "git-theta merge-driver %O %A %B %P"
     theta("uninstall", cwd=installed)
     assert git("config", "--global", "merge.theta.driver", cwd=installed, check=False).returncode == 1
+
+
+def overflowing_branches(repo: Path, dtype: type, base: float, changed: float) -> None:
+    """main and side both move every value of tensor 'w' from ``base`` to ``changed``, differently in one value."""
+    commit(repo, {"w": np.full(16, base, dtype)}, "base")
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    commit(repo, {"w": np.full(16, changed, dtype)}, "side")
+    git("checkout", "-q", "main", cwd=repo)
+    ours = np.full(16, changed, dtype)
+    ours[0] = base
+    commit(repo, {"w": ours}, "main")
+
+
+def test_a_merge_that_overflows_the_dtype_is_refused_unless_allowed(repo: Path) -> None:
+    overflowing_branches(repo, np.float16, 30000, 40000)  # lambda 2: 30000 + 2 * 20000 > 65504, fp16's largest
+    head = git("rev-parse", "HEAD", cwd=repo).stdout
+    before = (repo / F).read_bytes()
+    env = {"GIT_THETA_MERGE_STRATEGY": "task-arithmetic:lambda=2"}
+    refused = git("merge", "-q", "side", cwd=repo, check=False, env=env)
+    assert refused.returncode == 1
+    said = [line for line in refused.stderr.decode().splitlines() if "git-theta" in line or "Warning" in line]
+    assert said == [
+        f"git-theta: error: {F}: tensor 'w' merged with task-arithmetic:lambda=2.0 overflows F16 (15 of 16 values inf "
+        "or nan, where no version has any); lower lambda or the weights, choose another strategy (ours, theirs, ...), "
+        "or add allow-overflow=true to the strategy to keep them"
+    ], refused.stderr.decode()
+    assert (repo / F).read_bytes() == before  # the conflict leaves our checkpoint
+    git("merge", "--abort", cwd=repo)
+
+    nway = theta("merge", "-s", "task-arithmetic:lambda=2", "side", cwd=repo, check=False)
+    assert nway.returncode == 1 and b"overflows F16" in nway.stderr and b"Warning" not in nway.stderr
+    assert nway.stderr.count(b"\n") == 1
+    assert git("rev-parse", "HEAD", cwd=repo).stdout == head
+    assert_clean(repo)
+
+    allowed = {"GIT_THETA_MERGE_STRATEGY": "task-arithmetic:lambda=2,allow-overflow=true"}
+    merged = git("merge", "-q", "--no-edit", "side", cwd=repo, env=allowed)
+    assert b"Warning" not in merged.stderr
+    assert np.isinf(load(repo)["w"][1:]).all() and load(repo)["w"][0] == 50000
+    assert_clean(repo)
+
+
+def test_an_average_of_fp64_extremes_is_refused_but_inputs_that_are_inf_are_not_an_overflow(repo: Path) -> None:
+    overflowing_branches(repo, np.float64, 1e308, 1.7e308)  # the float64 sum overflows before it is halved
+    refused = theta("merge", "-s", "average", "side", cwd=repo, check=False)
+    assert refused.returncode == 1 and refused.stderr.decode().startswith(
+        f"git-theta: error: {F}: tensor 'w' merged with average overflows F64 (16 of 16 values inf or nan, "
+        "where no version has any); choose another strategy"
+    )
+    git("reset", "-q", "--hard", "HEAD~1", cwd=repo)  # back to the base
+    git("branch", "-f", "side", "HEAD", cwd=repo)
+    commit(repo, {"w": np.full(16, np.inf)}, "main again")
+    git("checkout", "-q", "side", cwd=repo)
+    commit(repo, {"w": np.full(16, 2.0)}, "side again")
+    git("checkout", "-q", "main", cwd=repo)
+    theta("merge", "-s", "average", "side", cwd=repo)
+    assert np.isinf(load(repo)["w"]).all()
