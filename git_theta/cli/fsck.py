@@ -52,7 +52,7 @@ def fsck(remote: str | None) -> None:
         raise FsckError(
             f"fsck found {len(problems)} problem(s) with {len(usages)} referenced object(s); a local object comes "
             "back when a checkpoint that uses it is checked out again (delete a corrupt one first); a remote gets "
-            "its missing objects when a clone that has them pushes to it"
+            "its missing objects from a clone that has them: git theta push REMOTE --all"
         )
     if attributes:
         raise FsckError(f"{len(attributes)} attributes line(s) lack {BINARY}; each is listed above with what to do")
