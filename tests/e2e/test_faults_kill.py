@@ -1,0 +1,129 @@
+"""End to end: kill -9 of the filter, of git, or of a whole command during add, checkout, pull and push.
+
+After each: no lock left by us, every stored object intact, ``git theta fsck`` clean, and the retry gives the same
+bytes. The kills happen at observed points of the work (k objects stored, half the checkpoint smudged), not after
+fixed delays.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.faults import (
+    Command,
+    assert_fsck_clean,
+    assert_no_index_lock,
+    assert_store_intact,
+    big_model,
+    check_out_again,
+    gone,
+    remove_index_lock_of_killed_git,
+    running,
+    stored_objects,
+    theta_errors,
+    until,
+)
+from tests.helpers import git, save_safetensors
+
+MODEL = "model.safetensors"
+
+
+def wait_for_orphan(filter_process: psutil.Process, command: Command, operation: str) -> None:
+    """Once git is gone, its filter must notice (end of input, broken pipe), say so, and exit rather than linger."""
+    until(lambda: gone(filter_process), "the filter to exit by itself once git was killed")
+    said = command.stderr()
+    assert f"git closed the connection in the middle of {operation} '{MODEL}'" in theta_errors(said)[-1], said
+    assert "disk space" not in said and "Traceback" not in said and "Exception ignored" not in said, said
+
+
+@pytest.mark.parametrize(
+    ("victim", "objects"),
+    [("filter", 1), ("filter", 10), ("git", 1), ("git", 10)],
+    ids=["filter-after-1-object", "filter-after-10-objects", "git-after-1-object", "git-after-10-objects"],
+)
+def test_kill_during_add_stages_nothing_and_the_retry_stores_the_same(
+    repo: Path, tmp_path: Path, victim: str, objects: int
+) -> None:
+    save_safetensors(repo / MODEL, big_model(seed=1))
+    original = (repo / MODEL).read_bytes()
+
+    with running("add", MODEL, cwd=repo) as add:
+        filter_process = add.find("filter-process")
+        until(lambda: len(stored_objects(repo)) >= objects, f"{objects} object(s) stored", add)
+        (filter_process if victim == "filter" else add.git).kill()
+        code = add.wait()
+        if victim == "git":
+            assert code == -signal.SIGKILL
+            wait_for_orphan(filter_process, add, "clean")
+            remove_index_lock_of_killed_git(repo)
+        else:
+            assert code != 0, add.stderr()
+            assert f"{MODEL}: clean filter 'theta' failed" in add.stderr()
+    assert_no_index_lock(repo)
+    assert git("ls-files", "--", MODEL, cwd=repo).stdout == b""  # nothing staged
+    assert_store_intact(repo)
+    assert_fsck_clean(repo)
+
+    git("add", MODEL, cwd=repo)
+    git("commit", "-q", "-m", "retry", cwd=repo)
+    assert_fsck_clean(repo)
+    assert check_out_again(repo, MODEL) == original
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
+    # What the killed add left behind changes nothing: an add that was never interrupted stores the same metadata.
+    reference = tmp_path / "reference"
+    git("init", "-q", str(reference), cwd=tmp_path)
+    (reference / ".gitattributes").write_bytes((repo / ".gitattributes").read_bytes())
+    (reference / MODEL).write_bytes(original)
+    git("add", ".gitattributes", MODEL, cwd=reference)
+    assert git("rev-parse", f":{MODEL}", cwd=reference).stdout == git("rev-parse", f"HEAD:{MODEL}", cwd=repo).stdout
+
+
+def commit_model(repo: Path, seed: int, message: str) -> bytes:
+    save_safetensors(repo / MODEL, big_model(seed, tensors=8))  # smudging is watched byte by byte: smaller will do
+    git("add", MODEL, cwd=repo)
+    git("commit", "-q", "-m", message, cwd=repo)
+    return (repo / MODEL).read_bytes()
+
+
+def smudged(process: psutil.Process) -> int:
+    """Bytes the filter wrote so far (nearly all of them the checkpoint it sends git); 0 once it is gone."""
+    try:
+        return process.io_counters().write_chars
+    except psutil.Error:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("victim", "fraction"),
+    [("filter", 0.0), ("filter", 0.5), ("git", 0.5)],
+    ids=["filter-at-start", "filter-halfway", "git-halfway"],
+)
+def test_kill_during_checkout_never_leaves_a_partial_checkpoint(repo: Path, victim: str, fraction: float) -> None:
+    target = commit_model(repo, seed=1, message="target")
+    git("checkout", "-q", "-b", "other", cwd=repo)
+    old = commit_model(repo, seed=2, message="other")  # the checkout replaces it with the target
+
+    with running("checkout", "main", cwd=repo) as checkout:
+        filter_process = checkout.find("filter-process")
+        until(lambda: smudged(filter_process) >= fraction * len(target), f"{fraction:.0%} smudged", checkout)
+        (filter_process if victim == "filter" else checkout.git).kill()
+        code = checkout.wait()
+        if victim == "git":
+            assert code == -signal.SIGKILL
+            wait_for_orphan(filter_process, checkout, "smudge")
+            remove_index_lock_of_killed_git(repo)
+        else:
+            assert code != 0, checkout.stderr()
+    assert_no_index_lock(repo)
+    left = (repo / MODEL).read_bytes() if (repo / MODEL).exists() else None
+    assert left in (None, old, target)  # absent, the old checkpoint or the new one: never a part of one
+    assert_store_intact(repo)
+    assert_fsck_clean(repo)
+
+    git("checkout", "-q", "-f", "main", cwd=repo)
+    assert (repo / MODEL).read_bytes() == target
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
