@@ -104,7 +104,9 @@ class Command:
         return self.process.wait(timeout)
 
     def stderr(self) -> str:
-        """What the command wrote on stderr so far."""
+        """What the command wrote on stderr so far (all of it, once it is closed)."""
+        if self._err.closed:
+            return self._said
         self._err.seek(0)
         return self._err.read().decode(errors="replace")
 
@@ -123,6 +125,7 @@ class Command:
         if self.process.poll() is None:  # our own child: its pid stays ours until reaped
             self.process.kill()
         self.process.wait(TIMEOUT)
+        self._said = self.stderr()
         self._out.close()
         self._err.close()
 

@@ -7,6 +7,7 @@ fixed delays.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from tests.faults import (
     theta_errors,
     until,
 )
-from tests.helpers import git, save_safetensors
+from tests.helpers import git, save_safetensors, theta
+from tests.remotes import HttpRemote
 
 MODEL = "model.safetensors"
 
@@ -127,3 +129,81 @@ def test_kill_during_checkout_never_leaves_a_partial_checkpoint(repo: Path, vict
     git("checkout", "-q", "-f", "main", cwd=repo)
     assert (repo / MODEL).read_bytes() == target
     assert git("status", "--porcelain", cwd=repo).stdout == b""
+
+
+def lazy_clone(remote: HttpRemote, dest: Path) -> None:
+    """Clone ``remote`` with metadata in place of the checkpoints (GIT_LFS_SKIP_SMUDGE=1), as test_lazy.py does."""
+    git(
+        "clone", "-q", "-c", f"remote.origin.lfsurl={remote.lfs_url}", str(remote.path), str(dest),
+        cwd=dest.parent, env={"GIT_LFS_SKIP_SMUDGE": "1"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("point", ["downloading", "checking-out", "filter"])
+def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
+    repo: Path, http_remote: HttpRemote, tmp_path: Path, point: str
+) -> None:
+    http_remote.add_to(repo)
+    original = commit_model(repo, seed=1, message="model")
+    git("push", "-q", "origin", "main", cwd=repo)
+    clone = tmp_path / "clone"
+    lazy_clone(http_remote, clone)
+    metadata = (clone / MODEL).read_bytes()
+
+    with running("theta", "pull", cwd=clone) as pull:
+        if point == "downloading":  # the whole command dies, as when its terminal goes away
+            until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
+            pull.kill_group()
+        else:
+            filter_process = pull.find("filter-process")
+            until(lambda: (clone / f"{MODEL}.theta-pull").exists(), "the metadata file moved aside", pull)
+            filter_process.kill() if point == "filter" else pull.kill_group()
+        code = pull.wait()
+        assert code != 0, pull.stderr()
+    if (clone / ".git" / "index.lock").exists():
+        assert point == "checking-out", "only a killed git may leave its index.lock"
+        remove_index_lock_of_killed_git(clone)
+    if point != "checking-out":
+        assert (clone / MODEL).read_bytes() == metadata  # as it was before the pull
+    assert_store_intact(clone)  # (fsck would report what a lazy clone lacks until it is pulled)
+
+    theta("pull", cwd=clone)  # after a kill during its checkout, it puts the metadata file back and starts over
+    assert (clone / MODEL).read_bytes() == original
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
+    assert_fsck_clean(clone)
+
+
+@pytest.mark.parametrize("point", ["push-after-1-object", "git-lfs-after-6-objects"])
+def test_kill_during_push_moves_no_ref_and_the_retry_completes(
+    repo: Path, http_remote: HttpRemote, tmp_path: Path, point: str
+) -> None:
+    http_remote.add_to(repo)
+    save_safetensors(repo / MODEL, big_model(seed=1))
+    git("add", MODEL, cwd=repo)
+    git("commit", "-q", "-m", "model", cwd=repo)
+    original = (repo / MODEL).read_bytes()
+
+    with running("push", "-q", "origin", "main", cwd=repo) as push:
+        if point == "push-after-1-object":  # git, its pre-push hook and git-lfs die together
+            until(lambda: len(http_remote.objects()) >= 1, "1 object uploaded", push)
+            push.kill_group()
+        else:
+            uploader = push.find("git-lfs")
+            until(lambda: len(http_remote.objects()) >= 6, "6 objects uploaded", push)
+            uploader.kill()
+        code = push.wait()
+        assert code != 0, push.stderr()
+    if point == "git-lfs-after-6-objects":
+        [message] = theta_errors(push.stderr())
+        assert "uploading 20 tensor object(s) to 'origin' failed" in message
+    assert git("ls-remote", str(http_remote.path), cwd=repo).stdout == b""  # no ref moved
+    for oid in http_remote.objects():  # what the server kept is whole
+        assert hashlib.sha256(http_remote.object_path(oid).read_bytes()).hexdigest() == oid
+
+    git("push", "-q", "origin", "main", cwd=repo)
+    assert http_remote.objects() == {path.name for path in stored_objects(repo)}
+    theta("fsck", "--remote", cwd=repo)
+    clone = tmp_path / "clone"
+    http_remote.clone(clone)
+    assert (clone / MODEL).read_bytes() == original
+    assert git("status", "--porcelain", cwd=clone).stdout == b""
