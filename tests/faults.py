@@ -30,7 +30,7 @@ T = TypeVar("T")
 SHELLS = ("sh", "dash", "bash")
 
 
-def big_model(seed: int, tensors: int = 20) -> dict[str, np.ndarray]:
+def big_model(seed: int, tensors: int = 12) -> dict[str, np.ndarray]:
     """A float32 model of ``tensors`` tensors of 1 to 4 MiB: big enough that git add or checkout takes a while."""
     rng = np.random.default_rng(seed)
     return {
