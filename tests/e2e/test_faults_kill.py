@@ -139,7 +139,7 @@ def lazy_clone(remote: HttpRemote, dest: Path) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("point", ["downloading", "checking-out", "filter"])
+@pytest.mark.parametrize("point", ["downloading", "git-lfs", "checking-out", "filter"])
 def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
     repo: Path, http_remote: HttpRemote, tmp_path: Path, point: str
 ) -> None:
@@ -154,12 +154,19 @@ def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
         if point == "downloading":  # the whole command dies, as when its terminal goes away
             until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
             pull.kill_group()
-        else:
+        elif point == "git-lfs":  # only the downloader dies
+            downloader = pull.find("git-lfs")
+            until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
+            downloader.kill()
+        else:  # the checkout it runs, with the metadata file moved aside, has half the checkpoint from the filter
             filter_process = pull.find("filter-process")
-            until(lambda: (clone / f"{MODEL}.theta-pull").exists(), "the metadata file moved aside", pull)
+            until(lambda: smudged(filter_process) >= len(original) // 2, "half the checkpoint smudged", pull)
             filter_process.kill() if point == "filter" else pull.kill_group()
         code = pull.wait()
         assert code != 0, pull.stderr()
+    if point == "git-lfs":
+        [message] = theta_errors(pull.stderr())
+        assert "git-lfs" in message and "signal 9" in message
     if (clone / ".git" / "index.lock").exists():
         assert point == "checking-out", "only a killed git may leave its index.lock"
         remove_index_lock_of_killed_git(clone)

@@ -1,4 +1,4 @@
-"""End to end: a full disk under a multi-tensor add, two worktrees adding at once, and git theta gc during an add.
+"""End to end: a full disk under add and checkout, two worktrees adding at once, and git theta gc during an add.
 
 After each: every stored object intact, ``git theta fsck`` clean, and what was committed checks out byte for byte.
 """
@@ -69,6 +69,32 @@ def test_a_full_disk_under_a_multi_tensor_add_fails_it_cleanly_and_a_retry_works
     # passes, and the xfail should become a plain `assert leftovers == []`.
     if leftovers:
         pytest.xfail(f"depends on branch edges: a failed write left {len(leftovers)} temporary file(s) in .git/lfs/tmp")
+
+
+def test_a_full_disk_under_a_checkout_leaves_a_partial_file_that_cannot_be_committed_by_mistake(repo: Path) -> None:
+    save_safetensors(repo / MODEL, big_model(seed=1, tensors=8))
+    git("add", MODEL, cwd=repo)
+    git("commit", "-q", "-m", "model", cwd=repo)
+    original = (repo / MODEL).read_bytes()
+    (repo / MODEL).unlink()
+
+    limited = subprocess.run(
+        ["git", "checkout", "--", MODEL], cwd=repo, capture_output=True, preexec_fn=limit_file_size(4 * MiB)
+    )
+    assert limited.returncode != 0
+    # git writes the working file itself, from what the filter sent it, and leaves what it could write.
+    assert f"unable to write file {MODEL}" in limited.stderr.decode()
+    assert len((repo / MODEL).read_bytes()) < len(original)
+
+    refused = git("add", MODEL, cwd=repo, check=False)  # the clean filter refuses the truncated checkpoint
+    assert refused.returncode != 0
+    [message] = theta_errors(refused.stderr.decode())
+    assert MODEL in message and "truncated" in message
+    assert git("diff", "--cached", "--name-only", cwd=repo).stdout == b""
+    git("checkout", "--", MODEL, cwd=repo)
+    assert (repo / MODEL).read_bytes() == original
+    assert git("status", "--porcelain", cwd=repo).stdout == b""
+    assert_fsck_clean(repo)
 
 
 def test_two_worktrees_adding_checkpoints_that_share_tensors_at_once(repo: Path, tmp_path: Path) -> None:
