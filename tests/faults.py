@@ -110,13 +110,23 @@ class Command:
         self._err.seek(0)
         return self._err.read().decode(errors="replace")
 
-    def kill_group(self) -> None:
-        """kill -9 every process of the command's group still alive (git, its filter, hook, git-lfs, orphans)."""
+    def survivors(self) -> list[psutil.Process]:
+        """The processes of the command's group still at work (git, its filter, hook, git-lfs, or their orphans)."""
+        found = []
         for process in psutil.process_iter():
             try:
-                if os.getpgid(process.pid) == self.group:
-                    process.kill()
+                if os.getpgid(process.pid) == self.group and not gone(process):
+                    found.append(process)
             except (psutil.Error, ProcessLookupError):
+                continue
+        return found
+
+    def kill_group(self) -> None:
+        """kill -9 every process of the command's group still alive."""
+        for process in self.survivors():
+            try:
+                process.kill()
+            except psutil.Error:
                 continue
 
     def close(self) -> None:

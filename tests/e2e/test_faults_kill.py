@@ -187,7 +187,7 @@ def whole(path: Path) -> bool:
     return hashlib.sha256(path.read_bytes()).hexdigest() == path.name
 
 
-@pytest.mark.parametrize("point", ["push-after-1-object", "git-lfs-after-4-objects"])
+@pytest.mark.parametrize("point", ["push-after-1-object", "git-after-1-object", "git-lfs-after-4-objects"])
 def test_kill_during_push_moves_no_ref_and_the_retry_completes(
     repo: Path, http_remote: HttpRemote, tmp_path: Path, point: str
 ) -> None:
@@ -201,6 +201,10 @@ def test_kill_during_push_moves_no_ref_and_the_retry_completes(
         if point == "push-after-1-object":  # git, its pre-push hook and git-lfs die together
             until(lambda: len(http_remote.objects()) >= 1, "1 object uploaded", push)
             push.kill_group()
+        elif point == "git-after-1-object":  # git alone: its orphaned hook may go on uploading, but no ref moves
+            until(lambda: len(http_remote.objects()) >= 1, "1 object uploaded", push)
+            push.git.kill()
+            until(lambda: not push.survivors(), "the orphaned hook and git-lfs to end")
         else:
             uploader = push.find("git-lfs")
             until(lambda: len(http_remote.objects()) >= 4, "4 objects uploaded", push)
