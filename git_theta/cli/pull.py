@@ -22,6 +22,8 @@ def pull(paths: tuple[str, ...]) -> None:
     """Materialise checkpoints left as metadata (theta.lazy, GIT_LFS_SKIP_SMUDGE=1): download and check them out."""
     root = toplevel()
     tracked = tracked_by_theta(split_z(run("ls-files", "-z", "--full-name", "--", *paths).stdout), cwd=str(root))
+    for path in tracked:
+        _put_back_aside(root / path)
     lazy = {path: metadata for path in tracked if (metadata := _metadata_in_worktree(root / path)) is not None}
     if not lazy:
         if paths and not tracked:
@@ -38,11 +40,26 @@ def pull(paths: tuple[str, ...]) -> None:
         click.echo(f"git-theta: {path}: weights checked out")
 
 
+def _aside(target: Path) -> Path:
+    return target.with_name(target.name + ".theta-pull")
+
+
+def _put_back_aside(target: Path) -> None:
+    """Undo a pull that was killed during its checkout: the metadata file it moved aside goes back in place.
+
+    What is at ``target`` then is nothing, or a checkpoint that git may not have finished writing; this pull checks
+    it out again.
+    """
+    aside = _aside(target)
+    if aside.is_file():
+        os.replace(aside, target)
+
+
 def _check_out(root: Path, path: str) -> None:
     """Check ``path`` out again with its weights; on failure the metadata file is put back as it was."""
     # git skips files whose stat data matches the index, so the metadata file is moved aside first.
     target = root / path
-    aside = target.with_name(target.name + ".theta-pull")
+    aside = _aside(target)
     os.replace(target, aside)
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
     result = run("-c", f"{LAZY_KEY}=false", "checkout", "--", path, cwd=str(root), env=env, check=False)

@@ -41,7 +41,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
                 _answer_smudge(content, path, stdout, context)
             else:
                 raise ProtocolError(f"git asked for unsupported filter command {command!r}")
-        except EOFError:
+        except (EOFError, BrokenPipeError):  # git is gone (killed, say): nobody reads our answer any more
             raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
             report(_about(path, exc))
@@ -74,6 +74,8 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
     write_text_list(stdout, ["status=success"])
     try:
         writer(PacketWriter(stdout))
+    except BrokenPipeError:
+        raise  # git is gone: there is no one to revoke success to
     except Exception as exc:  # noqa: BLE001 - the protocol lets us revoke success after partial content
         report(exc)
         stdout.write(FLUSH)
