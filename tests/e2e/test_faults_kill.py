@@ -155,7 +155,7 @@ def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
             until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
             pull.kill_group()
         elif point == "git-lfs":  # only the downloader dies
-            downloader = pull.find("git-lfs")
+            downloader = pull.find("lfs fetch")
             until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
             downloader.kill()
         else:  # the checkout it runs, with the metadata file moved aside, has half the checkpoint from the filter
@@ -206,7 +206,7 @@ def test_kill_during_push_moves_no_ref_and_the_retry_completes(
             push.git.kill()
             until(lambda: not push.survivors(), "the orphaned hook and git-lfs to end")
         else:
-            uploader = push.find("git-lfs")
+            uploader = push.find("lfs push")  # the upload, not the git-lfs that reports the endpoint first
             until(lambda: len(http_remote.objects()) >= 4, "4 objects uploaded", push)
             uploader.kill()
         code = push.wait()

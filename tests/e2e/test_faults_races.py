@@ -64,11 +64,7 @@ def test_a_full_disk_under_a_multi_tensor_add_fails_it_cleanly_and_a_retry_works
     assert check_out_again(repo, MODEL) == original
     assert git("status", "--porcelain", cwd=repo).stdout == b""
     assert_fsck_clean(repo)
-    # depends on branch edges (6bef910, storage/objects.py: _LfsObjectWriter.abort): abort() closes the file first,
-    # the close flushes the buffer, fails again on the full disk and skips the unlink. Once edges is merged this
-    # passes, and the xfail should become a plain `assert leftovers == []`.
-    if leftovers:
-        pytest.xfail(f"depends on branch edges: a failed write left {len(leftovers)} temporary file(s) in .git/lfs/tmp")
+    assert leftovers == []  # a failed write removes its temporary file
 
 
 def test_a_full_disk_under_a_checkout_leaves_a_partial_file_that_cannot_be_committed_by_mistake(repo: Path) -> None:
