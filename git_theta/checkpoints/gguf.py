@@ -15,8 +15,15 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Decoded, Tensor, TensorSpec, write_interleaved
-from git_theta.checkpoints.bounded import read_bounded
+from git_theta.checkpoints.base import (
+    Checkpoint,
+    CheckpointError,
+    Decoded,
+    Tensor,
+    TensorSpec,
+    read_exact,
+    write_interleaved,
+)
 from git_theta.dtypes import itemsize, nbytes
 from git_theta.metadata import MetadataError
 
@@ -156,8 +163,8 @@ def _read_tensors(
         padding = info.offset - position
         if padding < 0 or padding >= alignment:
             raise CheckpointError(f"{label}: invalid GGUF file (tensor {info.spec.name!r} is not where GGUF puts it)")
-        gaps.append(_encode_gap(read_bounded(stream, padding, label, "padding")))
-        yield Tensor(info.spec, read_bounded(stream, info.size, label, f"tensor {info.spec.name!r}"))
+        gaps.append(_encode_gap(read_exact(stream, padding, label, "padding")))
+        yield Tensor(info.spec, read_exact(stream, info.size, label, f"tensor {info.spec.name!r}"))
     trailing = _read_upto(stream, alignment)  # the padding after the last tensor, shorter than the alignment
     if len(trailing) == alignment:
         raise CheckpointError(f"{label}: invalid GGUF file (unexpected bytes after the last tensor)")
@@ -228,7 +235,7 @@ class _Recorder:
         self.stream, self.label, self.data = stream, label, bytearray()
 
     def take(self, size: int) -> bytes:
-        data = read_bounded(self.stream, size, self.label, "the GGUF header")
+        data = read_exact(self.stream, size, self.label, "the GGUF header")
         self.data += data
         return bytes(data)
 
