@@ -126,10 +126,11 @@ def test_empty_archive() -> None:
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 
-def _clean_error(data: bytes) -> None:
+def _clean_error(data: bytes) -> pytest.ExceptionInfo:
     with filter_context() as context, pytest.raises(CheckpointError) as excinfo:
         clean_bytes(data, LABEL, context)
     assert_one_line_error(excinfo, LABEL)
+    return excinfo
 
 
 def test_object_array_is_refused_and_never_unpickled(tmp_path: Path) -> None:
@@ -195,6 +196,22 @@ def _unsupported_zip_version() -> bytes:
 )
 def test_corrupt_archive_internals(make) -> None:
     _clean_error(make())
+
+
+def _npy(shape: object, data: bytes = b"", descr: str = "<f4") -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return header.getvalue() + data  # the header starts with the magic string
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [((True,), bytes(4)), ((1 << 62,), bytes(16)), ((1 << 40, 1 << 40), b""), ((-1,), b""), ((1 << 29,), bytes(8))],
+    ids=["boolean dimension", "2^62 elements", "product beyond any real size", "negative", "2 GiB in a few bytes"],
+)
+def test_declared_shapes_are_checked_before_any_allocation(shape: tuple, data: bytes) -> None:
+    message = str(_clean_error(_zip({"a.npy": _npy(shape, data)})).value)
+    assert "invalid .npz archive" in message or "truncated" in message
 
 
 def test_sniff() -> None:
