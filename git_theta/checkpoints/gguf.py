@@ -24,7 +24,7 @@ from git_theta.checkpoints.base import (
     read_exact,
     write_interleaved,
 )
-from git_theta.dtypes import itemsize, nbytes
+from git_theta.dtypes import nbytes, shape_error
 from git_theta.metadata import MetadataError
 
 MAGIC = b"GGUF"
@@ -319,7 +319,7 @@ def _tensor_info(source: _Recorder) -> _Info:
         spec = TensorSpec(name, "U8", shape[:-1] + (dims[0] // block * block_bytes,))
     else:
         raise source.invalid(f"tensor {name!r} has GGML type {ggml_type}, which git-theta does not know")
-    size = itemsize(spec.dtype)
-    for dim in spec.shape:
-        size *= dim
-    return _Info(spec, ggml_type, offset, size)
+    problem = shape_error(spec.dtype, spec.shape)
+    if problem:
+        raise source.invalid(f"tensor {name!r} {problem}")
+    return _Info(spec, ggml_type, offset, nbytes(spec.dtype, spec.shape))
