@@ -172,11 +172,22 @@ def _emit(tensors: list[tuple[str, Any]], spooled: Any, torch: Any, label: str) 
             dtype = DTYPES.get(str(tensor.dtype).removeprefix("torch."))
             if dtype is None or tensor.layout != torch.strided or tensor.is_quantized:
                 raise CheckpointError(f"{label}: tensor {name!r} ({tensor.dtype}, {tensor.layout}) is not supported")
+            _check_size(tensor, name, label)
             flat = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
             data = flat.view(torch.uint8).numpy() if flat.numel() else b""
             yield Tensor(TensorSpec(name, dtype, tuple(tensor.shape)), memoryview(data).cast("B"))
     finally:
         spooled.close()
+
+
+def _check_size(tensor: Any, name: str, label: str) -> None:
+    """Refuse a view with more bytes than its storage holds (strides of 0): a few bytes in the file, unbounded here."""
+    size, held = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
+    if size > held:
+        raise CheckpointError(
+            f"{label}: tensor {name!r} is an expanded view of {held} bytes as {size}; "
+            "save tensor.contiguous() instead, which holds its values"
+        )
 
 
 def _to_tensor(spec: TensorSpec, data: bytes | bytearray | memoryview, torch: Any) -> Any:

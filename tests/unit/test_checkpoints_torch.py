@@ -220,6 +220,13 @@ def test_truncated_file(cut: int) -> None:
     assert_one_line_error(excinfo, LABEL)
 
 
+def test_an_expanded_view_larger_than_its_storage_is_refused() -> None:
+    data = save({"w": torch.ones(1).expand(1 << 28)})  # 1.5 KB on disk, 1 GiB once made contiguous
+    with filter_context() as context, pytest.raises(CheckpointError, match="expanded view") as excinfo:
+        clean_bytes(data, LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
 def test_garbage_with_a_torch_extension() -> None:
     rng = np.random.default_rng(0)
     samples = [b"q\x00"] + [rng.bytes(int(rng.integers(1, 300))) for _ in range(200)]
