@@ -22,6 +22,8 @@ DTYPES = {
     "b1": "BOOL", "c8": "C64", "c16": "C128",
 }  # fmt: skip
 NUMPY_DTYPES = {name: np.dtype("<" + code) for code, name in DTYPES.items()}
+#: How an archive starts: with a member, or (no arrays) with the end of the central directory.
+ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class NpzCheckpoint(Checkpoint):
@@ -37,8 +39,12 @@ class NpzCheckpoint(Checkpoint):
     def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
         spooled = spool(stream)
         try:
+            # numpy.load takes a file for an archive only by its first bytes; zipfile would also skip a prefix.
+            if spooled.read(4) not in ZIP_STARTS:
+                raise zipfile.BadZipFile("it does not start with a zip entry")
+            spooled.seek(0)
             archive = zipfile.ZipFile(spooled)
-        except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
+        except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError) as exc:  # names not UTF-8 too
             spooled.close()
             raise CheckpointError(f"{label}: not a valid .npz archive ({exc})") from exc
         members = archive.infolist()
@@ -80,7 +86,8 @@ def _read_arrays(
                 yield _read_array(handle, member.filename, label)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    # RuntimeError: zipfile's word for an encrypted member; UnicodeDecodeError: a member name flagged UTF-8 is not.
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{label}: the .npz archive is corrupt or truncated ({exc})") from exc
     finally:
         archive.close()

@@ -198,6 +198,31 @@ def test_corrupt_archive_internals(make) -> None:
     _clean_error(make())
 
 
+def _with_flag(flag: int) -> bytes:
+    """An archive whose first member's local and central headers carry ``flag`` (1: encrypted, 0x800: UTF-8)."""
+    data = bytearray(savez({"a": np.arange(4)}))
+    data[6:8] = struct.pack("<H", flag)
+    central = data.find(b"PK\x01\x02")
+    data[central + 8 : central + 10] = struct.pack("<H", flag)
+    return bytes(data)
+
+
+def _name_not_utf8() -> bytes:
+    data = bytearray(_with_flag(0x800))
+    for at in (30, data.find(b"PK\x01\x02") + 46):
+        data[at] = 0x98  # the first byte of the name "a.npy": a UTF-8 continuation byte
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00" + savez({"a": np.arange(4)}), _with_flag(1), _name_not_utf8()],
+    ids=["bytes before the archive", "encrypted member", "member name not UTF-8"],
+)
+def test_archives_numpy_cannot_load_are_refused(data: bytes) -> None:
+    _clean_error(data)
+
+
 def _npy(shape: object, data: bytes = b"", descr: str = "<f4") -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
