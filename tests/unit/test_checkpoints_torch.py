@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,26 @@ def test_an_expanded_view_larger_than_its_storage_is_refused() -> None:
     data = save({"w": torch.ones(1).expand(1 << 28)})  # 1.5 KB on disk, 1 GiB once made contiguous
     with filter_context() as context, pytest.raises(CheckpointError, match="expanded view") as excinfo:
         clean_bytes(data, LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
+def _rezipped(data: bytes, edit: Callable[[str, bytes], bytes]) -> bytes:
+    """The archive ``data`` with each record passed through ``edit`` (name, bytes), rewritten whole: CRCs agree."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, edit(info.filename, source.read(info)))
+    return out.getvalue()
+
+
+def test_a_storage_declared_larger_than_its_record_is_refused() -> None:
+    # Tensor "a" (6 floats) is made to use the record of "b" (2 floats): loaded by mapping the file, it would take in
+    # the 16 bytes that follow that record.
+    data = save({"a": torch.arange(6, dtype=torch.float32), "b": torch.ones(2)})
+    key = b"X\x01\x00\x00\x000"  # BINUNICODE "0", the key of a's storage
+    repointed = _rezipped(data, lambda name, raw: raw.replace(key, key[:-1] + b"1", 1) if name.endswith("pkl") else raw)
+    with filter_context() as context, pytest.raises(CheckpointError, match="declares 24 bytes") as excinfo:
+        clean_bytes(repointed, LABEL, context)
     assert_one_line_error(excinfo, LABEL)
 
 
