@@ -22,7 +22,8 @@ class Truncated(CheckpointError):
 #: claims gigabytes in a few bytes costs no more than this.
 FIRST_READ = 1 << 20
 #: Room is added by copying these zeros: never written, they take no memory (reading them maps the kernel's zero
-#: page), and a bytearray grows by realloc, in place; a fresh ``bytes(n)`` per step costs a page fault per page.
+#: page), where a fresh ``bytes(n)`` per step costs a page fault per page. The bytearray grows by realloc, which for
+#: large buffers remaps their pages rather than copying them.
 _ZEROS = memoryview(bytes(64 << 20))
 
 
@@ -120,7 +121,7 @@ def read_exact(stream: BinaryIO, size: int, label: str, what: str, prefix: bytes
     """Read exactly ``size`` bytes (``prefix``, already read, then the rest), or raise Truncated.
 
     ``size`` is what the file declares, so it is believed only as far as bytes arrive: the buffer starts at
-    ``FIRST_READ`` and at most doubles, growing in place (no copy of what was read) once each step is filled.
+    ``FIRST_READ`` and at most doubles once each step is filled, so it never holds more than twice what arrived.
     """
     buffer = bytearray(prefix)
     while len(buffer) < size:
