@@ -44,10 +44,12 @@ class SafetensorsCheckpoint(Checkpoint):
         tensors: Iterable[bytes | bytearray | memoryview],
         out: BinaryIO,
     ) -> None:
-        header_bytes = str(format_data["header"]).encode("utf-8")
+        if not isinstance(format_data.get("header"), str):
+            raise MetadataError("the safetensors format data has no header")
         try:
+            header_bytes = format_data["header"].encode("utf-8")  # JSON allows lone surrogates, UTF-8 does not
             expected = _parse_header(header_bytes, "metadata")
-        except CheckpointError as exc:
+        except (CheckpointError, UnicodeEncodeError) as exc:
             raise MetadataError(f"the stored safetensors header is invalid ({exc})") from exc
         if [(s.name, s.dtype, s.shape) for s in expected] != [(s.name, s.dtype, s.shape) for s in specs]:
             raise MetadataError("the stored safetensors header does not match the metadata's tensor list")

@@ -15,12 +15,15 @@ from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, Tens
 from git_theta.checkpoints.pickle_scan import storages
 from git_theta.checkpoints.spool import copy_out, first_zip_member, is_zip, scratch_file, spool
 from git_theta.dtypes import BY_FRAMEWORK_NAME
+from git_theta.metadata import MetadataError
 from git_theta.plugins import PluginError
 
 #: torch dtype attribute name -> git-theta dtype name (attributes missing from older torch are skipped).
 DTYPES = BY_FRAMEWORK_NAME
 SEPARATOR = "/"
 PRIMITIVES = (int, float, str, bool, type(None))
+#: What walking a structure that metadata corruption reshaped can raise (a list for a dict, a missing key, ...).
+STRUCTURE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
 #: The typed storage classes torch.save names (``torch FloatStorage``), by element size; storages of newer dtypes are
 #: saved untyped (``torch.storage UntypedStorage``), counted in bytes.
 LEGACY_STORAGES = {
@@ -79,8 +82,12 @@ class TorchCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         torch = _torch()
+        structure = _stored_structure(format_data, specs)
         by_name = {spec.name: _to_tensor(spec, data, torch) for spec, data in zip(specs, tensors, strict=True)}
-        obj = _rebuild(format_data["structure"], by_name)
+        try:
+            obj = _rebuild(structure, by_name)
+        except STRUCTURE_ERRORS as exc:
+            raise MetadataError(f"the stored PyTorch structure is invalid ({type(exc).__name__}: {exc})") from exc
         with scratch_file() as target:
             torch.save(obj, target)
             copy_out(target, out)
@@ -101,6 +108,18 @@ class TorchCheckpoint(Checkpoint):
         _tensor_names(structure, order)
         by_name = {spec.name: spec for spec in new_specs}
         return {**format_data, "structure": structure}, [by_name[name] for name in order]
+
+
+def _stored_structure(format_data: dict[str, Any], specs: list[TensorSpec]) -> Any:
+    """The structure from the metadata, checked to hold exactly the tensors of ``specs``."""
+    names: list[str] = []
+    try:
+        _tensor_names(format_data["structure"], names)
+    except STRUCTURE_ERRORS as exc:
+        raise MetadataError(f"the stored PyTorch structure is invalid ({type(exc).__name__}: {exc})") from exc
+    if sorted(map(str, names)) != sorted(spec.name for spec in specs):
+        raise MetadataError("the stored PyTorch structure does not match the metadata's tensor list")
+    return format_data["structure"]
 
 
 def _prune(node: Any, names: set[str]) -> Any:

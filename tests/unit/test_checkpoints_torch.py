@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.torch import TorchCheckpoint
+from git_theta.metadata import CheckpointMetadata, MetadataError
 from tests.unit.support import (
     PROPERTY,
     TORCH_DTYPES,
@@ -26,6 +27,7 @@ from tests.unit.support import (
     clean_bytes,
     filter_context,
     round_trip,
+    smudge_bytes,
     torch_tensors,
 )
 
@@ -247,6 +249,19 @@ def test_a_storage_declared_larger_than_its_record_is_refused() -> None:
     with filter_context() as context, pytest.raises(CheckpointError, match="declares 24 bytes") as excinfo:
         clean_bytes(repointed, LABEL, context)
     assert_one_line_error(excinfo, LABEL)
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [{"dict": [["w", {"tensor": "elsewhere"}]]}, {"dict": [["w"]]}, {"dict": 3}, {"list": [{}]}, [1]],
+    ids=["unknown tensor", "item without value", "dict not a list", "node without kind", "node not an object"],
+)
+def test_smudge_refuses_a_corrupt_stored_structure(structure: object) -> None:
+    with filter_context() as context:
+        metadata = CheckpointMetadata.loads(clean_bytes(save({"w": torch.ones(2)}), "m.pt", context))
+        metadata.format["structure"] = structure
+        with pytest.raises(MetadataError, match="structure"):
+            smudge_bytes(metadata.dumps(), "m.pt", context)
 
 
 def test_garbage_with_a_torch_extension() -> None:
