@@ -59,6 +59,12 @@ class NpzCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         compression = zipfile.ZIP_DEFLATED if format_data.get("compressed") else zipfile.ZIP_STORED
+        for spec in specs:
+            if spec.dtype not in NUMPY_DTYPES:
+                raise CheckpointError(
+                    f"an .npz archive cannot hold tensor {spec.name!r} of dtype {spec.dtype} "
+                    "(numpy has no such dtype); store it in another format"
+                )
         with scratch_file() as target:
             with zipfile.ZipFile(target, "w", compression=compression) as archive:
                 for spec, data in zip(specs, tensors, strict=True):

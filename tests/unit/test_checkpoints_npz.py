@@ -24,6 +24,7 @@ from tests.unit.support import (
     names,
     numpy_arrays,
     round_trip,
+    smudge_bytes,
 )
 from tests.unit.test_checkpoints_torch import Evil
 
@@ -237,6 +238,13 @@ def _npy(shape: object, data: bytes = b"", descr: str = "<f4") -> bytes:
 def test_declared_shapes_are_checked_before_any_allocation(shape: tuple, data: bytes) -> None:
     message = str(_clean_error(_zip({"a.npy": _npy(shape, data)})).value)
     assert "invalid .npz archive" in message or "truncated" in message
+
+
+def test_smudge_refuses_a_dtype_numpy_has_not() -> None:
+    with filter_context() as context:
+        metadata = clean_bytes(savez({"w": np.ones(2, np.float16)}), "m.npz", context)
+        with pytest.raises(CheckpointError, match="BF16"):
+            smudge_bytes(metadata.replace(b'"F16"', b'"BF16"'), "m.npz", context)
 
 
 def test_sniff() -> None:
