@@ -133,6 +133,9 @@ TOKENS = [
     str(2**62).encode(), str(2**64).encode(), b"9" * 5000, b"[" * 3000, b"[true]",
 ]  # fmt: skip
 NUMBER = re.compile(rb"\d+")
+#: What a JSON string (a dtype, a name, an update type) can be replaced with.
+STRINGS = [b'""', b'"BF16"', b'"U8"', b'"C128"', b'"dense"', b'"\\ud800"', b'"a/b"', b"1", b"null", b"[]"]
+STRING = re.compile(rb'"[^"\\]{0,12}"')
 
 
 def _position(draw: st.DrawFn, data: bytearray, end: bool = False) -> int:
@@ -187,7 +190,16 @@ def swap_number(draw: st.DrawFn, data: bytearray) -> bytearray:
     return data[: match.start()] + draw(st.sampled_from(TOKENS)) + data[match.end() :]
 
 
-MUTATORS = [flip, set_byte, truncate, extend, cut, insert, huge_number, swap_number]
+def swap_string(draw: st.DrawFn, data: bytearray) -> bytearray:
+    """Replace a short JSON string (a dtype, a key) with another dtype, an empty or invalid string, or a non-string."""
+    strings = list(STRING.finditer(data))
+    if not strings:
+        return data
+    match = strings[draw(st.integers(0, len(strings) - 1))]
+    return data[: match.start()] + draw(st.sampled_from(STRINGS)) + data[match.end() :]
+
+
+MUTATORS = [flip, set_byte, truncate, extend, cut, insert, huge_number, swap_number, swap_string]
 
 
 @st.composite
@@ -332,7 +344,7 @@ def stored(fmt: str) -> tuple[bytes, dict[str, bytes]]:
         return metadata, dict(context.store.objects)
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "gguf", "torch"])
+@pytest.mark.parametrize("fmt", ["safetensors", "torch", "npz", "flax", "gguf"])
 def test_mutated_metadata_loads_exactly_or_is_refused_clearly(fmt: str) -> None:
     from git_theta.storage.objects import MemoryObjectStore
 
