@@ -123,6 +123,15 @@ def read_exact(stream: BinaryIO, size: int, label: str, what: str, prefix: bytes
     ``size`` is what the file declares, so it is believed only as far as bytes arrive: the buffer starts at
     ``FIRST_READ`` and at most doubles once each step is filled, so it never holds more than twice what arrived.
     """
+    if size <= FIRST_READ and not prefix:  # the many small fields of a header: one allocation, no growth, no calls
+        buffer = bytearray(size)
+        view, filled = memoryview(buffer), 0
+        while filled < size:
+            count = stream.readinto(view[filled:])
+            if not count:
+                raise _truncated(label, what, filled, size)
+            filled += count
+        return buffer
     buffer = bytearray(prefix)
     while len(buffer) < size:
         filled = len(buffer)
@@ -130,11 +139,15 @@ def read_exact(stream: BinaryIO, size: int, label: str, what: str, prefix: bytes
         buffer += _ZEROS[: target - filled]
         filled = _fill(stream, buffer, filled)
         if filled < target:
-            raise Truncated(
-                f"{label}: the file is truncated (ended inside {what}, {filled} of {size} bytes); "
-                "restore a complete copy before adding it"
-            )
+            raise _truncated(label, what, filled, size)
     return buffer
+
+
+def _truncated(label: str, what: str, filled: int, size: int) -> Truncated:
+    return Truncated(
+        f"{label}: the file is truncated (ended inside {what}, {filled} of {size} bytes); "
+        "restore a complete copy before adding it"
+    )
 
 
 def _fill(stream: BinaryIO, buffer: bytearray, filled: int) -> int:
