@@ -7,13 +7,12 @@ tensor's dtype, shape and bytes; the container is re-saved by torch, so the file
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
-from git_theta.checkpoints.pickle_scan import storages
 from git_theta.checkpoints.spool import copy_out, first_zip_member, is_zip, scratch_file, spool
+from git_theta.checkpoints.torch_zip import Clamped, check_records
 from git_theta.dtypes import BY_FRAMEWORK_NAME
 from git_theta.metadata import MetadataError
 from git_theta.plugins import PluginError
@@ -24,14 +23,6 @@ SEPARATOR = "/"
 PRIMITIVES = (int, float, str, bool, type(None))
 #: What walking a structure that metadata corruption reshaped can raise (a list for a dict, a missing key, ...).
 STRUCTURE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
-#: The typed storage classes torch.save names (``torch FloatStorage``), by element size; storages of newer dtypes are
-#: saved untyped (``torch.storage UntypedStorage``), counted in bytes.
-LEGACY_STORAGES = {
-    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
-    "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1, "ComplexDoubleStorage": 16,
-    "ComplexFloatStorage": 8, "QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4, "QUInt4x2Storage": 1,
-    "QUInt2x4Storage": 1,
-}  # fmt: skip
 
 
 def _torch() -> Any:
@@ -62,8 +53,9 @@ class TorchCheckpoint(Checkpoint):
         spooled.seek(0)
         try:
             if mmap:
-                _check_records(spooled, label)
-            obj = torch.load(spooled.name, map_location="cpu", weights_only=True, mmap=mmap)
+                check_records(spooled, label)
+            source = spooled.name if mmap else Clamped(spooled)
+            obj = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
         except CheckpointError:
             spooled.close()
             raise
@@ -212,40 +204,6 @@ def _emit(tensors: list[tuple[str, Any]], spooled: Any, torch: Any, label: str) 
             yield Tensor(TensorSpec(name, dtype, tuple(tensor.shape)), memoryview(data).cast("B"))
     finally:
         spooled.close()
-
-
-def _check_records(spooled: Any, label: str) -> None:
-    """Each storage's declared size must be its record's: torch maps ``mmap=True`` storages from the file by the
-    declared size alone, so a larger one would take in the bytes that follow its record."""
-    with zipfile.ZipFile(spooled) as archive:
-        pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
-        if len(pickles) != 1:
-            return  # not a checkpoint torch can load: it says so itself
-        prefix = pickles[0][: -len("data.pkl")]
-        for key, storage_type, numel in storages(archive.read(pickles[0]), label):
-            size = numel * _element_size(storage_type)
-            held = _record_size(archive, f"{prefix}data/{key}")
-            if held != size:
-                raise CheckpointError(
-                    f"{label}: not a PyTorch checkpoint git-theta can read (storage {key[:40]!r} declares {size} "
-                    f"bytes, its record holds {held}); check the file or re-save it with torch.save"
-                )
-    spooled.seek(0)
-
-
-def _record_size(archive: zipfile.ZipFile, name: str) -> int | None:
-    """The size of a record whose local header is sound (torch's mapping reads it unchecked), or None."""
-    try:
-        with archive.open(name):
-            return archive.getinfo(name).file_size
-    except KeyError:
-        return None
-
-
-def _element_size(storage_type: str) -> int:
-    """The element size of a storage type named as the pickle names it (``torch FloatStorage``)."""
-    module, _, name = storage_type.partition(" ")
-    return LEGACY_STORAGES.get(name, 1) if module == "torch" else 1
 
 
 def _check_size(tensor: Any, name: str, label: str) -> None:

@@ -264,6 +264,15 @@ def test_smudge_refuses_a_corrupt_stored_structure(structure: object) -> None:
             smudge_bytes(metadata.dumps(), "m.pt", context)
 
 
+def test_a_record_claiming_more_than_the_file_holds_is_refused() -> None:
+    data = bytearray(save({"w": torch.ones(2)}))
+    central = data.find(b"PK\x01\x02")  # the directory entry of data.pkl, the first record
+    data[central + 20 : central + 24] = (1 << 24).to_bytes(4, "little")  # its compressed size: 16 MiB
+    with filter_context() as context, pytest.raises(CheckpointError, match="claims more bytes") as excinfo:
+        clean_bytes(bytes(data), LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
 def test_garbage_with_a_torch_extension() -> None:
     rng = np.random.default_rng(0)
     samples = [b"q\x00"] + [rng.bytes(int(rng.integers(1, 300))) for _ in range(200)]
