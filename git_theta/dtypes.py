@@ -36,6 +36,12 @@ BY_FRAMEWORK_NAME: dict[str, str] = {
 }  # fmt: skip
 
 
+#: No real tensor comes near this (256 TiB): a larger declared size is a corrupt or hostile file.
+MAX_NBYTES = 1 << 48
+#: More dimensions than any framework allows (numpy's limit is 64).
+MAX_DIMS = 64
+
+
 class UnknownDtypeError(GitThetaError):
     """A tensor has an element type git-theta does not know."""
 
@@ -60,3 +66,20 @@ def element_count(shape: tuple[int, ...] | list[int]) -> int:
 def nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
     """Return the size in bytes of a tensor of ``dtype`` and ``shape``."""
     return itemsize(dtype) * element_count(shape)
+
+
+def shape_error(dtype: str, shape: object) -> str | None:
+    """Why ``shape`` (as a file or metadata declares it) cannot be a ``dtype`` tensor's, or None when it can."""
+    # bool is an int in Python: [true] would pass for [1] here and then differ from it everywhere else.
+    if not isinstance(shape, (list, tuple)) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        return f"has shape {_preview(shape)}, which is not a list of non-negative integers"
+    if len(shape) > MAX_DIMS:
+        return f"has {len(shape)} dimensions (at most {MAX_DIMS})"
+    if any(dim > MAX_NBYTES for dim in shape) or ITEMSIZE.get(dtype, 1) * element_count(shape) > MAX_NBYTES:
+        return f"has shape {_preview(list(shape))}, larger than any real tensor"
+    return None
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

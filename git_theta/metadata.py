@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from git_theta.dtypes import ITEMSIZE
+from git_theta.dtypes import ITEMSIZE, MAX_NBYTES, shape_error
 from git_theta.dtypes import nbytes as dtype_nbytes
 from git_theta.errors import GitThetaError
 
@@ -116,30 +116,55 @@ class TensorEntry(NamedTuple):
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any]) -> TensorEntry:
         """Build an entry from its JSON form, checking that it is consistent."""
+        if not isinstance(data, dict):
+            raise MetadataError(f"tensor {name!r} has a malformed entry (not a JSON object)")
         try:
             entry = cls(
-                dtype=str(data["dtype"]),
-                shape=tuple(int(d) for d in data["shape"]),
-                nbytes=int(data["nbytes"]),
-                hash=str(data["hash"]),
-                oid=str(data["oid"]),
-                stored=int(data["stored"]),
-                update=str(data.get("update", DENSE)),
-                base=tuple(_link(item) for item in data.get("base", ())),
-                previous=tuple(_link(item) for item in data.get("previous", ())),
+                dtype=_typed(data["dtype"], str),
+                shape=tuple(data["shape"]) if isinstance(data["shape"], list) else data["shape"],
+                nbytes=_count(data["nbytes"]),
+                hash=_typed(data["hash"], str),
+                oid=_typed(data["oid"], str),
+                stored=_count(data["stored"]),
+                update=_typed(data.get("update", DENSE), str),
+                base=_chain(data.get("base", [])),
+                previous=_chain(data.get("previous", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
         if entry.dtype not in ITEMSIZE:
-            raise MetadataError(f"tensor {name!r} has dtype {entry.dtype!r}, unknown to this git-theta; upgrade it")
-        if any(dim < 0 for dim in entry.shape) or entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
+            raise MetadataError(f"tensor {name!r} has dtype {entry.dtype!r:.40}, unknown to this git-theta; upgrade it")
+        problem = shape_error(entry.dtype, entry.shape)
+        if problem:
+            raise MetadataError(f"tensor {name!r} {problem}")
+        if entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
             raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
         for chain in ([entry.link, *entry.base], list(entry.previous)):
-            if not all(_is_sha256(link.oid) and _is_hash(link.hash) and link.stored >= 0 for link in chain):
+            if not all(_is_sha256(link.oid) and _is_hash(link.hash) for link in chain):
                 raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
             if chain and not _valid_chain(chain):
                 raise MetadataError(f"tensor {name!r} has a malformed base chain")
         return entry
+
+
+def _typed(value: Any, kind: type) -> Any:
+    # The JSON types as written: str(5) or int("5") would turn a corrupt file into a different, valid-looking one.
+    if type(value) is not kind:
+        raise TypeError(f"{value!r:.60} is not a {kind.__name__}")
+    return value
+
+
+def _count(value: Any) -> int:
+    """A size: a non-negative int (not a bool), no larger than any real tensor."""
+    if type(value) is not int or not 0 <= value <= MAX_NBYTES:
+        raise ValueError(f"{value!r:.60} is not a byte count")
+    return value
+
+
+def _chain(items: Any) -> tuple[BaseLink, ...]:
+    if not isinstance(items, list) or len(items) > MAX_CHAIN + 1:
+        raise ValueError(f"a base chain is not a list of at most {MAX_CHAIN + 1} links")
+    return tuple(_link(item) for item in items)
 
 
 def _valid_chain(chain: list[BaseLink]) -> bool:
@@ -149,8 +174,10 @@ def _valid_chain(chain: list[BaseLink]) -> bool:
 
 
 def _link(item: Any) -> BaseLink:
+    if not isinstance(item, list) or len(item) != 4:
+        raise ValueError(f"a base link is not [hash, oid, stored, update]: {item!r:.60}")
     hash_, oid, stored, update = item
-    return BaseLink(str(hash_), str(oid), int(stored), str(update))
+    return BaseLink(_typed(hash_, str), _typed(oid, str), _count(stored), _typed(update, str))
 
 
 class CheckpointMetadata:
@@ -200,20 +227,22 @@ class CheckpointMetadata:
         """Parse the text form; raise MetadataError when it is not valid metadata."""
         try:
             doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MetadataError(f"not a git-theta metadata file ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # also nested too deep, or an integer of thousands of digits
+            raise MetadataError(f"not a git-theta metadata file ({str(exc):.200})") from exc
         if not isinstance(doc, dict) or "git_theta_metadata" not in doc:
             raise MetadataError("not a git-theta metadata file")
-        if doc["git_theta_metadata"] != VERSION:
+        if type(doc["git_theta_metadata"]) is not int or doc["git_theta_metadata"] != VERSION:
             raise MetadataError(
-                f"metadata version {doc['git_theta_metadata']!r} is not supported by this git-theta "
+                f"metadata version {doc['git_theta_metadata']!r:.40} is not supported by this git-theta "
                 f"(supports {VERSION}); upgrade git-theta"
             )
         tensors = doc.get("tensors")
         if not isinstance(tensors, dict) or not isinstance(doc.get("format", {}), dict):
             raise MetadataError("metadata has no valid 'tensors' table")
+        if not isinstance(doc.get("checkpoint_type"), str):
+            raise MetadataError("metadata names no checkpoint type")
         return cls(
-            checkpoint_type=str(doc.get("checkpoint_type")),
+            checkpoint_type=doc["checkpoint_type"],
             tensors={name: TensorEntry.from_json(name, entry) for name, entry in tensors.items()},
             format=doc.get("format", {}),
         )

@@ -14,6 +14,19 @@ class CheckpointError(GitThetaError):
     """A checkpoint is corrupt, truncated, or not in a format git-theta can read."""
 
 
+class Truncated(CheckpointError):
+    """The file ended before a size it declared."""
+
+
+#: A read of a declared size starts with room for this much, then at most doubles it as the bytes arrive: a file that
+#: claims gigabytes in a few bytes costs no more than this.
+FIRST_READ = 1 << 20
+#: Room is added by copying these zeros: never written, they take no memory (reading them maps the kernel's zero
+#: page), where a fresh ``bytes(n)`` per step costs a page fault per page. The bytearray grows by realloc, which for
+#: large buffers remaps their pages rather than copying them.
+_ZEROS = memoryview(bytes(64 << 20))
+
+
 class TensorSpec(NamedTuple):
     """What a tensor is, without its bytes."""
 
@@ -104,20 +117,48 @@ class Checkpoint(ABC):
         return os.path.splitext(path)[1].lower() in cls.extensions
 
 
-def read_exact(stream: BinaryIO, size: int, label: str, what: str) -> bytearray:
-    """Read exactly ``size`` bytes, or raise CheckpointError saying the file is truncated."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < size:
-        count = stream.readinto(view[filled:])
-        if not count:
-            raise CheckpointError(
-                f"{label}: the file is truncated (ended inside {what}, {filled} of {size} bytes); "
-                "restore a complete copy before adding it"
-            )
-        filled += count
+def read_exact(stream: BinaryIO, size: int, label: str, what: str, prefix: bytes = b"") -> bytearray:
+    """Read exactly ``size`` bytes (``prefix``, already read, then the rest), or raise Truncated.
+
+    ``size`` is what the file declares, so it is believed only as far as bytes arrive: the buffer starts at
+    ``FIRST_READ`` and at most doubles once each step is filled, so it never holds more than twice what arrived.
+    """
+    if size <= FIRST_READ and not prefix:  # the many small fields of a header: one allocation, no growth, no calls
+        buffer = bytearray(size)
+        view, filled = memoryview(buffer), 0
+        while filled < size:
+            count = stream.readinto(view[filled:])
+            if not count:
+                raise _truncated(label, what, filled, size)
+            filled += count
+        return buffer
+    buffer = bytearray(prefix)
+    while len(buffer) < size:
+        filled = len(buffer)
+        target = min(size, max(FIRST_READ, 2 * filled), filled + len(_ZEROS))
+        buffer += _ZEROS[: target - filled]
+        filled = _fill(stream, buffer, filled)
+        if filled < target:
+            raise _truncated(label, what, filled, size)
     return buffer
+
+
+def _truncated(label: str, what: str, filled: int, size: int) -> Truncated:
+    return Truncated(
+        f"{label}: the file is truncated (ended inside {what}, {filled} of {size} bytes); "
+        "restore a complete copy before adding it"
+    )
+
+
+def _fill(stream: BinaryIO, buffer: bytearray, filled: int) -> int:
+    """Read into ``buffer`` from ``filled`` on until it is full or the stream ends; return how much it holds."""
+    with memoryview(buffer) as view:
+        while filled < len(buffer):
+            count = stream.readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+    return filled
 
 
 def write_interleaved(

@@ -15,9 +15,16 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Decoded, Tensor, TensorSpec, write_interleaved
-from git_theta.checkpoints.bounded import read_bounded
-from git_theta.dtypes import itemsize, nbytes
+from git_theta.checkpoints.base import (
+    Checkpoint,
+    CheckpointError,
+    Decoded,
+    Tensor,
+    TensorSpec,
+    read_exact,
+    write_interleaved,
+)
+from git_theta.dtypes import nbytes, shape_error
 from git_theta.metadata import MetadataError
 
 MAGIC = b"GGUF"
@@ -156,8 +163,8 @@ def _read_tensors(
         padding = info.offset - position
         if padding < 0 or padding >= alignment:
             raise CheckpointError(f"{label}: invalid GGUF file (tensor {info.spec.name!r} is not where GGUF puts it)")
-        gaps.append(_encode_gap(read_bounded(stream, padding, label, "padding")))
-        yield Tensor(info.spec, read_bounded(stream, info.size, label, f"tensor {info.spec.name!r}"))
+        gaps.append(_encode_gap(read_exact(stream, padding, label, "padding")))
+        yield Tensor(info.spec, read_exact(stream, info.size, label, f"tensor {info.spec.name!r}"))
     trailing = _read_upto(stream, alignment)  # the padding after the last tensor, shorter than the alignment
     if len(trailing) == alignment:
         raise CheckpointError(f"{label}: invalid GGUF file (unexpected bytes after the last tensor)")
@@ -228,7 +235,7 @@ class _Recorder:
         self.stream, self.label, self.data = stream, label, bytearray()
 
     def take(self, size: int) -> bytes:
-        data = read_bounded(self.stream, size, self.label, "the GGUF header")
+        data = read_exact(self.stream, size, self.label, "the GGUF header")
         self.data += data
         return bytes(data)
 
@@ -312,7 +319,7 @@ def _tensor_info(source: _Recorder) -> _Info:
         spec = TensorSpec(name, "U8", shape[:-1] + (dims[0] // block * block_bytes,))
     else:
         raise source.invalid(f"tensor {name!r} has GGML type {ggml_type}, which git-theta does not know")
-    size = itemsize(spec.dtype)
-    for dim in spec.shape:
-        size *= dim
-    return _Info(spec, ggml_type, offset, size)
+    problem = shape_error(spec.dtype, spec.shape)
+    if problem:
+        raise source.invalid(f"tensor {name!r} {problem}")
+    return _Info(spec, ggml_type, offset, nbytes(spec.dtype, spec.shape))

@@ -2,7 +2,7 @@
 
 Used by the ``flax`` checkpoint plugin. The walk reads from a *source*: the file being cleaned (``StreamSource``, which
 records the skeleton), a stored skeleton being checked (``SkeletonSource``), or the first bytes of a file being
-sniffed (``HeadSource``). Every size the file declares is read with ``read_bounded``, so a lying one fails at the end
+sniffed (``HeadSource``). Every size the file declares is read with ``read_exact``, so a lying one fails at the end
 of the file instead of allocating what it claims. Markers: github.com/msgpack/msgpack/blob/master/spec.md.
 """
 
@@ -12,8 +12,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
-from git_theta.checkpoints.base import CheckpointError, TensorSpec
-from git_theta.checkpoints.bounded import Truncated, read_bounded
+from git_theta.checkpoints.base import CheckpointError, TensorSpec, Truncated, read_exact
 from git_theta.dtypes import BY_FRAMEWORK_NAME, nbytes
 
 NDARRAY = 1
@@ -102,15 +101,7 @@ class StreamSource:
             return bytearray(self.pending[self.at - size : self.at])
         head = self.pending[self.at :]
         self.pending, self.at = b"", 0
-        try:
-            data = read_bounded(self.stream, size - available, self.label, what)
-        except Truncated:
-            raise Truncated(
-                f"{self.label}: the file is truncated (ended inside {what} of {size} bytes); "
-                "restore a complete copy before adding it"
-            ) from None
-        data[0:0] = head
-        return data
+        return read_exact(self.stream, size, self.label, what, prefix=head)
 
 
 class SkeletonSource:

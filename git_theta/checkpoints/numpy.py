@@ -10,8 +10,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
+from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact
 from git_theta.checkpoints.spool import copy_out, first_zip_member, scratch_file, spool
+from git_theta.dtypes import nbytes, shape_error
 
 #: numpy dtype (little-endian) -> git-theta dtype name.
 DTYPES = {
@@ -21,6 +22,8 @@ DTYPES = {
     "b1": "BOOL", "c8": "C64", "c16": "C128",
 }  # fmt: skip
 NUMPY_DTYPES = {name: np.dtype("<" + code) for code, name in DTYPES.items()}
+#: How an archive starts: with a member, or (no arrays) with the end of the central directory.
+ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class NpzCheckpoint(Checkpoint):
@@ -36,8 +39,12 @@ class NpzCheckpoint(Checkpoint):
     def read(self, stream: BinaryIO, label: str) -> tuple[dict[str, Any], Iterator[Tensor]]:
         spooled = spool(stream)
         try:
+            # numpy.load takes a file for an archive only by its first bytes; zipfile would also skip a prefix.
+            if spooled.read(4) not in ZIP_STARTS:
+                raise zipfile.BadZipFile("it does not start with a zip entry")
+            spooled.seek(0)
             archive = zipfile.ZipFile(spooled)
-        except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
+        except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError) as exc:  # names not UTF-8 too
             spooled.close()
             raise CheckpointError(f"{label}: not a valid .npz archive ({exc})") from exc
         members = archive.infolist()
@@ -52,6 +59,12 @@ class NpzCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         compression = zipfile.ZIP_DEFLATED if format_data.get("compressed") else zipfile.ZIP_STORED
+        for spec in specs:
+            if spec.dtype not in NUMPY_DTYPES:
+                raise CheckpointError(
+                    f"an .npz archive cannot hold tensor {spec.name!r} of dtype {spec.dtype} "
+                    "(numpy has no such dtype); store it in another format"
+                )
         with scratch_file() as target:
             with zipfile.ZipFile(target, "w", compression=compression) as archive:
                 for spec, data in zip(specs, tensors, strict=True):
@@ -76,20 +89,35 @@ def _read_arrays(
             if not member.filename.endswith(".npy"):
                 raise CheckpointError(f"{label}: .npz member {member.filename!r} is not a .npy array")
             with archive.open(member) as handle:
-                try:
-                    array = np.lib.format.read_array(handle, allow_pickle=False)
-                except (ValueError, SyntaxError, tokenize.TokenError) as exc:
-                    raise CheckpointError(f"{label}: array {member.filename!r} cannot be read safely ({exc})") from exc
-            dtype = _dtype_name(array.dtype, label, member.filename)
-            data = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype]).reshape(-1).view(np.uint8)
-            yield Tensor(TensorSpec(member.filename[:-4], dtype, tuple(array.shape)), memoryview(data))
+                yield _read_array(handle, member.filename, label)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    # RuntimeError: zipfile's word for an encrypted member; UnicodeDecodeError: a member name flagged UTF-8 is not.
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{label}: the .npz archive is corrupt or truncated ({exc})") from exc
     finally:
         archive.close()
         spooled.close()
+
+
+def _read_array(handle: BinaryIO, member: str, label: str) -> Tensor:
+    """One ``.npy`` member: its header checked before its data is read, as far as the data arrives."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        # Version 3.0 only allows UTF-8 in field names, which no array git-theta reads has: its layout is 2.0's.
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, numpy_dtype = read_header(handle)
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as exc:
+        raise CheckpointError(f"{label}: array {member!r} cannot be read safely ({exc})") from exc
+    dtype = _dtype_name(numpy_dtype, label, member)
+    problem = shape_error(dtype, shape)
+    if problem:
+        raise CheckpointError(f"{label}: invalid .npz archive (array {member!r} {problem})")
+    data = read_exact(handle, nbytes(dtype, shape), label, f"array {member!r}")
+    array = np.frombuffer(data, dtype=numpy_dtype)
+    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+    flat = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype]).reshape(-1).view(np.uint8)
+    return Tensor(TensorSpec(member[:-4], dtype, tuple(shape)), memoryview(flat))
 
 
 def _dtype_name(dtype: np.dtype, label: str, member: str) -> str:

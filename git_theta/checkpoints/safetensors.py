@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact, write_tensor
-from git_theta.dtypes import ITEMSIZE, nbytes
+from git_theta.dtypes import ITEMSIZE, nbytes, shape_error
 from git_theta.metadata import MetadataError
 
 #: The safetensors library refuses headers above 100 MB; so do we.
@@ -44,10 +44,12 @@ class SafetensorsCheckpoint(Checkpoint):
         tensors: Iterable[bytes | bytearray | memoryview],
         out: BinaryIO,
     ) -> None:
-        header_bytes = str(format_data["header"]).encode("utf-8")
+        if not isinstance(format_data.get("header"), str):
+            raise MetadataError("the safetensors format data has no header")
         try:
+            header_bytes = format_data["header"].encode("utf-8")  # JSON allows lone surrogates, UTF-8 does not
             expected = _parse_header(header_bytes, "metadata")
-        except CheckpointError as exc:
+        except (CheckpointError, UnicodeEncodeError) as exc:
             raise MetadataError(f"the stored safetensors header is invalid ({exc})") from exc
         if [(s.name, s.dtype, s.shape) for s in expected] != [(s.name, s.dtype, s.shape) for s in specs]:
             raise MetadataError("the stored safetensors header does not match the metadata's tensor list")
@@ -80,7 +82,7 @@ def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:
     """Validate the header and return the tensors in data order; they must tile the data section exactly."""
     try:
         header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also too deeply nested, or an integer of thousands of digits
         raise CheckpointError(f"{label}: not a valid safetensors file (header is not JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{label}: not a valid safetensors file (header is not a JSON object)")
@@ -99,26 +101,29 @@ def _parse_header(header_bytes: bytes, label: str) -> list[TensorSpec]:
 
 
 def _parse_entry(name: str, info: Any, label: str) -> tuple[int, int, TensorSpec]:
-    try:
-        dtype = info["dtype"]
-        shape = tuple(info["shape"])
-        begin, end = info["data_offsets"]
-        valid = (
-            isinstance(dtype, str)
-            and isinstance(begin, int)
-            and isinstance(end, int)
-            and all(isinstance(d, int) and d >= 0 for d in shape)
-            and 0 <= begin <= end
-        )
-    except (KeyError, TypeError, ValueError):
-        valid = False
-    if not valid:
+    fields = info if isinstance(info, dict) else {}
+    dtype, shape, offsets = fields.get("dtype"), fields.get("shape"), fields.get("data_offsets")
+    if not isinstance(dtype, str) or not _valid_offsets(offsets):
         raise CheckpointError(f"{label}: invalid safetensors file (bad entry for tensor {name!r})")
     if dtype not in ITEMSIZE:
         raise CheckpointError(f"{label}: tensor {name!r} has dtype {dtype!r}, which git-theta does not support")
+    problem = shape_error(dtype, shape)
+    if problem:
+        raise CheckpointError(f"{label}: invalid safetensors file (tensor {name!r} {problem})")
+    begin, end = offsets
     if end - begin != nbytes(dtype, shape):
         raise CheckpointError(f"{label}: invalid safetensors file (tensor {name!r} size does not match its shape)")
-    return begin, end, TensorSpec(name, dtype, shape)
+    return begin, end, TensorSpec(name, dtype, tuple(shape))
+
+
+def _valid_offsets(offsets: Any) -> bool:
+    """``[begin, end]``: two ints (not bools), in order."""
+    return (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(type(offset) is int for offset in offsets)
+        and 0 <= offsets[0] <= offsets[1]
+    )
 
 
 def _read_tensors(stream: BinaryIO, specs: list[TensorSpec], label: str) -> Iterator[Tensor]:

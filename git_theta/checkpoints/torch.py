@@ -12,13 +12,17 @@ from typing import Any, BinaryIO
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.spool import copy_out, first_zip_member, is_zip, scratch_file, spool
+from git_theta.checkpoints.torch_zip import Clamped, check_records
 from git_theta.dtypes import BY_FRAMEWORK_NAME
+from git_theta.metadata import MetadataError
 from git_theta.plugins import PluginError
 
 #: torch dtype attribute name -> git-theta dtype name (attributes missing from older torch are skipped).
 DTYPES = BY_FRAMEWORK_NAME
 SEPARATOR = "/"
 PRIMITIVES = (int, float, str, bool, type(None))
+#: What walking a structure that metadata corruption reshaped can raise (a list for a dict, a missing key, ...).
+STRUCTURE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
 
 
 def _torch() -> Any:
@@ -48,7 +52,13 @@ class TorchCheckpoint(Checkpoint):
         mmap = is_zip(spooled.read(4))
         spooled.seek(0)
         try:
-            obj = torch.load(spooled.name, map_location="cpu", weights_only=True, mmap=mmap)
+            if mmap:
+                check_records(spooled, label)
+            source = spooled.name if mmap else Clamped(spooled)
+            obj = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+        except CheckpointError:
+            spooled.close()
+            raise
         except Exception as exc:  # noqa: BLE001 - torch raises many types for hostile or broken files
             spooled.close()
             raise CheckpointError(f"{label}: {_load_failure(exc)}") from exc
@@ -64,8 +74,12 @@ class TorchCheckpoint(Checkpoint):
         out: BinaryIO,
     ) -> None:
         torch = _torch()
+        structure = _stored_structure(format_data, specs)
         by_name = {spec.name: _to_tensor(spec, data, torch) for spec, data in zip(specs, tensors, strict=True)}
-        obj = _rebuild(format_data["structure"], by_name)
+        try:
+            obj = _rebuild(structure, by_name)
+        except STRUCTURE_ERRORS as exc:
+            raise MetadataError(f"the stored PyTorch structure is invalid ({type(exc).__name__}: {exc})") from exc
         with scratch_file() as target:
             torch.save(obj, target)
             copy_out(target, out)
@@ -86,6 +100,18 @@ class TorchCheckpoint(Checkpoint):
         _tensor_names(structure, order)
         by_name = {spec.name: spec for spec in new_specs}
         return {**format_data, "structure": structure}, [by_name[name] for name in order]
+
+
+def _stored_structure(format_data: dict[str, Any], specs: list[TensorSpec]) -> Any:
+    """The structure from the metadata, checked to hold exactly the tensors of ``specs``."""
+    names: list[str] = []
+    try:
+        _tensor_names(format_data["structure"], names)
+    except STRUCTURE_ERRORS as exc:
+        raise MetadataError(f"the stored PyTorch structure is invalid ({type(exc).__name__}: {exc})") from exc
+    if sorted(map(str, names)) != sorted(spec.name for spec in specs):
+        raise MetadataError("the stored PyTorch structure does not match the metadata's tensor list")
+    return format_data["structure"]
 
 
 def _prune(node: Any, names: set[str]) -> Any:
@@ -172,11 +198,22 @@ def _emit(tensors: list[tuple[str, Any]], spooled: Any, torch: Any, label: str) 
             dtype = DTYPES.get(str(tensor.dtype).removeprefix("torch."))
             if dtype is None or tensor.layout != torch.strided or tensor.is_quantized:
                 raise CheckpointError(f"{label}: tensor {name!r} ({tensor.dtype}, {tensor.layout}) is not supported")
+            _check_size(tensor, name, label)
             flat = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
             data = flat.view(torch.uint8).numpy() if flat.numel() else b""
             yield Tensor(TensorSpec(name, dtype, tuple(tensor.shape)), memoryview(data).cast("B"))
     finally:
         spooled.close()
+
+
+def _check_size(tensor: Any, name: str, label: str) -> None:
+    """Refuse a view with more bytes than its storage holds (strides of 0): a few bytes in the file, unbounded here."""
+    size, held = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
+    if size > held:
+        raise CheckpointError(
+            f"{label}: tensor {name!r} is an expanded view of {held} bytes as {size}; "
+            "save tensor.contiguous() instead, which holds its values"
+        )
 
 
 def _to_tensor(spec: TensorSpec, data: bytes | bytearray | memoryview, torch: Any) -> Any:

@@ -44,7 +44,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
         except (EOFError, BrokenPipeError):  # git is gone (killed, say): nobody reads our answer any more
             raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
-            report(_about(path, exc))
+            report(about(path, exc))
             try:
                 content.drain()
             except EOFError:
@@ -77,7 +77,7 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
     except BrokenPipeError:
         raise  # git is gone: there is no one to revoke success to
     except Exception as exc:  # noqa: BLE001 - the protocol lets us revoke success after partial content
-        report(exc)
+        report(about(path, exc))
         stdout.write(FLUSH)
         write_text_list(stdout, ["status=error"])
         return
@@ -85,8 +85,12 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
     write_text_list(stdout, [])
 
 
-def _about(path: str, exc: Exception) -> Exception:
-    """Name the file in errors that come from the system (a full disk, a permission), with what to do."""
+def about(path: str, exc: Exception) -> Exception:
+    """Name the file in every error about it; for errors from the system (a full disk, a permission), say what to do."""
+    if isinstance(exc, GitThetaError) and path and path not in str(exc):
+        # Raised below the filters (a plugin checking stored format data, an unknown plugin), where the path is unknown.
+        exc.args = (f"{path}: {exc}",)
+        return exc
     if isinstance(exc, OSError) and not isinstance(exc, GitThetaError):
         error = GitThetaError(
             f"{path}: {exc.strerror or exc} ({exc.filename or 'writing'}); free some disk space or fix the "

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pickle
 import resource
 import signal
+import struct
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +31,28 @@ def theta_errors(stderr: bytes) -> list[str]:
     return [line for line in stderr.decode().splitlines() if line.startswith("git-theta:")]
 
 
-def assert_add_fails_cleanly(repo: Path, path: str, expected: str) -> None:
+#: Runs a command and writes the peak resident memory of its largest descendant (the filter), in KiB, to a file.
+PEAK_MEMORY = (
+    "import resource, subprocess, sys; result = subprocess.run(sys.argv[2:], capture_output=True); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.stdout.buffer.write(result.stdout); sys.stderr.buffer.write(result.stderr); sys.exit(result.returncode)"
+)
+
+
+def add_measuring_memory(repo: Path, path: str) -> tuple[subprocess.CompletedProcess, int]:
+    """``git add path``, and the peak memory (MiB) of the largest process it ran: git or the filter."""
+    report = repo.parent / "peak-memory"
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(report), "git", "add", path], cwd=repo, capture_output=True
+    )
+    return result, int(report.read_text()) // 1024
+
+
+def assert_add_fails_cleanly(repo: Path, path: str, expected: str) -> int:
+    """``git add path`` fails with one line naming the file and ``expected``, changing nothing; return its peak MiB."""
     index_before = git("ls-files", "-s", cwd=repo).stdout
     content_before = (repo / path).read_bytes()
-    result = git("add", path, cwd=repo, check=False)
+    result, peak = add_measuring_memory(repo, path)
     assert result.returncode != 0
     errors = theta_errors(result.stderr)
     assert len(errors) == 1, result.stderr.decode()
@@ -37,6 +60,7 @@ def assert_add_fails_cleanly(repo: Path, path: str, expected: str) -> None:
     assert b"Traceback" not in result.stderr
     assert git("ls-files", "-s", cwd=repo).stdout == index_before
     assert (repo / path).read_bytes() == content_before
+    return peak
 
 
 @pytest.mark.parametrize("cut", [4, 20, 200, -5])
@@ -51,6 +75,40 @@ def test_corrupt_header_is_refused(repo: Path) -> None:
     data[8:12] = b"!!!!"
     (repo / "model.safetensors").write_bytes(bytes(data))
     assert_add_fails_cleanly(repo, "model.safetensors", "not a valid safetensors file")
+
+
+def safetensors_header(entry: dict) -> bytes:
+    """A safetensors file of one tensor ``w`` described by ``entry``, and no data."""
+    header = json.dumps({"w": entry}).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
+def test_a_2_gib_tensor_claimed_in_88_bytes_is_refused_without_allocating_it(repo: Path) -> None:
+    bomb = safetensors_header({"dtype": "F32", "shape": [1 << 29], "data_offsets": [0, 1 << 31]})
+    assert len(bomb) < 100
+    (repo / "bomb.safetensors").write_bytes(bomb)
+    peak = assert_add_fails_cleanly(repo, "bomb.safetensors", "truncated")
+    assert peak < 200, f"the filter took {peak} MiB to refuse a file of {len(bomb)} bytes"
+
+
+def test_an_npz_array_claimed_in_a_few_bytes_is_refused_without_allocating_it(repo: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 29,)})
+    with zipfile.ZipFile(repo / "bomb.npz", "w") as archive:
+        archive.writestr("w.npy", header.getvalue())
+    peak = assert_add_fails_cleanly(repo, "bomb.npz", "truncated")
+    assert peak < 300, f"the filter took {peak} MiB to refuse a file of a few bytes"
+
+
+@pytest.mark.parametrize(
+    ("shape", "offsets"),
+    [([True], [0, 4]), ([1 << 62], [0, 1 << 64]), ([1.0], [0, 4]), ("4", [0, 4])],
+    ids=["[true]", "2^62", "float", "string"],
+)
+def test_impossible_shapes_are_refused_as_invalid(repo: Path, shape: object, offsets: list[int]) -> None:
+    data = safetensors_header({"dtype": "F32", "shape": shape, "data_offsets": offsets}) + bytes(offsets[1] % 64)
+    (repo / "model.safetensors").write_bytes(data)
+    assert_add_fails_cleanly(repo, "model.safetensors", "invalid safetensors file")
 
 
 def test_non_checkpoint_matched_by_pattern_is_refused(repo: Path) -> None:

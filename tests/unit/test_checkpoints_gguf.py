@@ -183,6 +183,7 @@ CORRUPT = {
     "tensor far beyond the previous": _padded(header(tensors=1, infos=info("a", [1], 0, 64))) + bytes(68),
     "trailing garbage": _padded(header(tensors=1, infos=info("a", [8], 0, 0))) + bytes(32) + b"x" * 40,
     "not GGUF": b"GGUX" + bytes(40),
+    "2^64 elements": _padded(header(tensors=1, infos=info("t", [1 << 32, 1 << 32], 0, 0))) + bytes(64),
 }
 
 

@@ -24,6 +24,7 @@ from tests.unit.support import (
     names,
     numpy_arrays,
     round_trip,
+    smudge_bytes,
 )
 from tests.unit.test_checkpoints_torch import Evil
 
@@ -126,10 +127,11 @@ def test_empty_archive() -> None:
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 
-def _clean_error(data: bytes) -> None:
+def _clean_error(data: bytes) -> pytest.ExceptionInfo:
     with filter_context() as context, pytest.raises(CheckpointError) as excinfo:
         clean_bytes(data, LABEL, context)
     assert_one_line_error(excinfo, LABEL)
+    return excinfo
 
 
 def test_object_array_is_refused_and_never_unpickled(tmp_path: Path) -> None:
@@ -195,6 +197,54 @@ def _unsupported_zip_version() -> bytes:
 )
 def test_corrupt_archive_internals(make) -> None:
     _clean_error(make())
+
+
+def _with_flag(flag: int) -> bytes:
+    """An archive whose first member's local and central headers carry ``flag`` (1: encrypted, 0x800: UTF-8)."""
+    data = bytearray(savez({"a": np.arange(4)}))
+    data[6:8] = struct.pack("<H", flag)
+    central = data.find(b"PK\x01\x02")
+    data[central + 8 : central + 10] = struct.pack("<H", flag)
+    return bytes(data)
+
+
+def _name_not_utf8() -> bytes:
+    data = bytearray(_with_flag(0x800))
+    for at in (30, data.find(b"PK\x01\x02") + 46):
+        data[at] = 0x98  # the first byte of the name "a.npy": a UTF-8 continuation byte
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00" + savez({"a": np.arange(4)}), _with_flag(1), _name_not_utf8()],
+    ids=["bytes before the archive", "encrypted member", "member name not UTF-8"],
+)
+def test_archives_numpy_cannot_load_are_refused(data: bytes) -> None:
+    _clean_error(data)
+
+
+def _npy(shape: object, data: bytes = b"", descr: str = "<f4") -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return header.getvalue() + data  # the header starts with the magic string
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [((True,), bytes(4)), ((1 << 62,), bytes(16)), ((1 << 40, 1 << 40), b""), ((-1,), b""), ((1 << 29,), bytes(8))],
+    ids=["boolean dimension", "2^62 elements", "product beyond any real size", "negative", "2 GiB in a few bytes"],
+)
+def test_declared_shapes_are_checked_before_any_allocation(shape: tuple, data: bytes) -> None:
+    message = str(_clean_error(_zip({"a.npy": _npy(shape, data)})).value)
+    assert "invalid .npz archive" in message or "truncated" in message
+
+
+def test_smudge_refuses_a_dtype_numpy_has_not() -> None:
+    with filter_context() as context:
+        metadata = clean_bytes(savez({"w": np.ones(2, np.float16)}), "m.npz", context)
+        with pytest.raises(CheckpointError, match="BF16"):
+            smudge_bytes(metadata.replace(b'"F16"', b'"BF16"'), "m.npz", context)
 
 
 def test_sniff() -> None:

@@ -179,6 +179,14 @@ HEADER_LIES = {
     "header not UTF-8": build(b'{"\xff": 1}     '),
     "header length too large": struct.pack("<Q", 1 << 40) + b'{"a": 1}' + bytes(16),
     "trailing garbage": _real_file() + b"garbage",
+    "boolean dimension": build(f32({"a": ([True], [0, 4])}), bytes(4)),
+    "boolean offsets": build(f32({"a": ([1], [False, 4])}), bytes(4)),
+    "float dimension": build(f32({"a": ([1.0], [0, 4])}), bytes(4)),
+    "2^62 elements": build(f32({"a": ([1 << 62], [0, 1 << 64])})),
+    "product beyond any real size": build(f32({"a": ([1 << 30, 1 << 30], [0, 1 << 62])})),
+    "2 GiB in a few bytes": build(f32({"a": ([1 << 29], [0, 1 << 31])})),
+    "header nested too deep": build(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    "integer of 5000 digits": build(b'{"a": ' + b"9" * 5000 + b"}"),
 }
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.torch import TorchCheckpoint
+from git_theta.metadata import CheckpointMetadata, MetadataError
 from tests.unit.support import (
     PROPERTY,
     TORCH_DTYPES,
@@ -24,6 +27,7 @@ from tests.unit.support import (
     clean_bytes,
     filter_context,
     round_trip,
+    smudge_bytes,
     torch_tensors,
 )
 
@@ -217,6 +221,55 @@ def test_truncated_file(cut: int) -> None:
     data = save({"w": torch.arange(100, dtype=torch.float32), "meta": {"step": 3}})
     with filter_context() as context, pytest.raises(CheckpointError) as excinfo:
         clean_bytes(data[:cut], LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
+def test_an_expanded_view_larger_than_its_storage_is_refused() -> None:
+    data = save({"w": torch.ones(1).expand(1 << 28)})  # 1.5 KB on disk, 1 GiB once made contiguous
+    with filter_context() as context, pytest.raises(CheckpointError, match="expanded view") as excinfo:
+        clean_bytes(data, LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
+def _rezipped(data: bytes, edit: Callable[[str, bytes], bytes]) -> bytes:
+    """The archive ``data`` with each record passed through ``edit`` (name, bytes), rewritten whole: CRCs agree."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, edit(info.filename, source.read(info)))
+    return out.getvalue()
+
+
+def test_a_storage_declared_larger_than_its_record_is_refused() -> None:
+    # Tensor "a" (6 floats) is made to use the record of "b" (2 floats): loaded by mapping the file, it would take in
+    # the 16 bytes that follow that record.
+    data = save({"a": torch.arange(6, dtype=torch.float32), "b": torch.ones(2)})
+    key = b"X\x01\x00\x00\x000"  # BINUNICODE "0", the key of a's storage
+    repointed = _rezipped(data, lambda name, raw: raw.replace(key, key[:-1] + b"1", 1) if name.endswith("pkl") else raw)
+    with filter_context() as context, pytest.raises(CheckpointError, match="declares 24 bytes") as excinfo:
+        clean_bytes(repointed, LABEL, context)
+    assert_one_line_error(excinfo, LABEL)
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [{"dict": [["w", {"tensor": "elsewhere"}]]}, {"dict": [["w"]]}, {"dict": 3}, {"list": [{}]}, [1]],
+    ids=["unknown tensor", "item without value", "dict not a list", "node without kind", "node not an object"],
+)
+def test_smudge_refuses_a_corrupt_stored_structure(structure: object) -> None:
+    with filter_context() as context:
+        metadata = CheckpointMetadata.loads(clean_bytes(save({"w": torch.ones(2)}), "m.pt", context))
+        metadata.format["structure"] = structure
+        with pytest.raises(MetadataError, match="structure"):
+            smudge_bytes(metadata.dumps(), "m.pt", context)
+
+
+def test_a_record_claiming_more_than_the_file_holds_is_refused() -> None:
+    data = bytearray(save({"w": torch.ones(2)}))
+    central = data.find(b"PK\x01\x02")  # the directory entry of data.pkl, the first record
+    data[central + 20 : central + 24] = (1 << 24).to_bytes(4, "little")  # its compressed size: 16 MiB
+    with filter_context() as context, pytest.raises(CheckpointError, match="claims more bytes") as excinfo:
+        clean_bytes(bytes(data), LABEL, context)
     assert_one_line_error(excinfo, LABEL)
 
 

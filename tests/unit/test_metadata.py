@@ -216,6 +216,19 @@ MALFORMED = {
     "hash too short": json.dumps(_document(hash="sha256:abc")).encode(),
     "oid upper case": json.dumps(_document(oid="B" * 64)).encode(),
     "oid not hex": json.dumps(_document(oid="g" * 64)).encode(),
+    "version true": json.dumps(_document(git_theta_metadata=True)).encode(),
+    "no checkpoint type": json.dumps(_document(checkpoint_type=None)).encode(),
+    "shape [true]": json.dumps(_document(shape=[True], nbytes=4)).encode(),
+    "shape a number": json.dumps(_document(shape=2)).encode(),
+    "float dimension": json.dumps(_document(shape=[2.0])).encode(),
+    "2^62 elements": json.dumps(_document(shape=[1 << 62], nbytes=1 << 64)).encode(),
+    "nbytes a string": json.dumps(_document(nbytes="8")).encode(),
+    "nbytes true": json.dumps(_document(shape=[], dtype="U8", nbytes=True)).encode(),
+    "stored a float": json.dumps(_document(stored=120.5)).encode(),
+    "dtype a list": json.dumps(_document(dtype=["F32"])).encode(),
+    "base chain a string": json.dumps(_document(tensors={"w": {**_document()["tensors"]["w"], "base": "ab"}})).encode(),
+    "nested too deep": b'{"git_theta_metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "integer of 5000 digits": b'{"git_theta_metadata": ' + b"9" * 5000 + b"}",
 }
 
 
