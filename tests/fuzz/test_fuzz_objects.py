@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
@@ -27,9 +26,10 @@ from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
 from git_theta.storage.streaming import stream_tensors
 from git_theta.storage.tensors import read_tensor
+from tests.fuzz.conftest import PROFILE
 
-EXAMPLES = 2000 if os.environ.get("GIT_THETA_FUZZ") == "long" else 60
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+#: The suite's profile (tests/fuzz/conftest.py), with fewer examples by default: each reads a tensor twice.
+FUZZ = settings(settings.get_profile(PROFILE), max_examples=max(60, settings.get_profile(PROFILE).max_examples // 8))
 LABEL = "fuzzed (tensor 'w' of m.safetensors)"
 
 
