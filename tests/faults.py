@@ -186,9 +186,10 @@ def assert_no_index_lock(repo: Path) -> None:
 def remove_index_lock_of_killed_git(repo: Path) -> None:
     """git removes its index.lock when it exits, or dies of a signal it can catch, but not after kill -9.
 
-    Its own message then tells the user to remove the file if no git process is running, which is what we do.
+    Its own message then tells the user to remove the file if no git process is running, which is what we do (when
+    git was killed before it took the lock, there is none).
     """
-    (repo / ".git" / "index.lock").unlink()
+    (repo / ".git" / "index.lock").unlink(missing_ok=True)
 
 
 def theta_errors(stderr: str) -> list[str]:

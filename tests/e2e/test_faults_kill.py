@@ -35,10 +35,15 @@ MODEL = "model.safetensors"
 
 
 def wait_for_orphan(filter_process: psutil.Process, command: Command, operation: str) -> None:
-    """Once git is gone, its filter must notice (end of input, broken pipe), say so, and exit rather than linger."""
+    """Once git is gone, its filter must notice (end of input, broken pipe), say so, and exit rather than linger.
+
+    It says nothing when it had already answered git in full (on a busy machine the kill may come that late).
+    """
     until(lambda: gone(filter_process), "the filter to exit by itself once git was killed")
     said = command.stderr()
-    assert f"git closed the connection in the middle of {operation} '{MODEL}'" in theta_errors(said)[-1], said
+    errors = theta_errors(said)
+    expected = f"git closed the connection in the middle of {operation} '{MODEL}'"
+    assert not errors or expected in errors[-1], said
     assert "disk space" not in said and "Traceback" not in said and "Exception ignored" not in said, said
 
 
@@ -156,14 +161,18 @@ def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
             pull.kill_group()
         elif point == "git-lfs":  # only the downloader dies
             downloader = pull.find("lfs fetch")
-            until(lambda: len(stored_objects(clone)) >= 3, "3 objects downloaded", pull)
+            until(lambda: len(stored_objects(clone)) >= 1, "1 object downloaded", pull)  # 7 to go: still at work
             downloader.kill()
         else:  # the checkout it runs, with the metadata file moved aside, has half the checkpoint from the filter
             filter_process = pull.find("filter-process")
             until(lambda: smudged(filter_process) >= len(original) // 2, "half the checkpoint smudged", pull)
             filter_process.kill() if point == "filter" else pull.kill_group()
         code = pull.wait()
-        assert code != 0, pull.stderr()
+    if point == "git-lfs" and code == 0:  # the checkout's filter downloaded what the killed git-lfs had not
+        assert (clone / MODEL).read_bytes() == original
+        assert git("status", "--porcelain", cwd=clone).stdout == b""
+        return
+    assert code != 0, pull.stderr()
     if point == "git-lfs":
         [message] = theta_errors(pull.stderr())
         assert "git-lfs" in message and "signal 9" in message
