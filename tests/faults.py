@@ -202,3 +202,12 @@ def check_out_again(repo: Path, path: str) -> bytes:
     (repo / path).unlink()
     git("checkout", "--", path, cwd=repo)
     return (repo / path).read_bytes()
+
+
+def commit_again_and_check_out(repo: Path, path: str, original: bytes) -> None:
+    """The retry: add and commit ``path`` again, then a checkout gives the original bytes and everything is clean."""
+    git("add", path, cwd=repo)
+    git("commit", "-q", "-m", "retry", cwd=repo)
+    assert_fsck_clean(repo)
+    assert check_out_again(repo, path) == original
+    assert git("status", "--porcelain", cwd=repo).stdout == b""

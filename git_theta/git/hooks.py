@@ -66,12 +66,21 @@ def install_hooks() -> list[str]:
             os.replace(path, directory / (name + CHAIN_SUFFIX))
         text = _TEMPLATE.format(marker=MARKER, name=name, suffix=CHAIN_SUFFIX)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            tmp = directory / (name + ".theta-tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.chmod(0o755)
-            os.replace(tmp, path)
+            _write_executable(directory / name, text)
             written.append(name)
     return written
+
+
+def _write_executable(path: Path, text: str) -> None:
+    """Write a hook atomically; a failed write (a full disk) leaves neither a half hook nor its temporary file."""
+    tmp = path.with_name(path.name + ".theta-tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def uninstall_hooks() -> list[str]:

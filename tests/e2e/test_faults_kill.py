@@ -20,7 +20,7 @@ from tests.faults import (
     assert_no_index_lock,
     assert_store_intact,
     big_model,
-    check_out_again,
+    commit_again_and_check_out,
     gone,
     remove_index_lock_of_killed_git,
     running,
@@ -47,6 +47,19 @@ def wait_for_orphan(filter_process: psutil.Process, command: Command, operation:
     assert "disk space" not in said and "Traceback" not in said and "Exception ignored" not in said, said
 
 
+def kill(command: Command, filter_process: psutil.Process, victim: str, repo: Path, operation: str) -> int:
+    """kill -9 the filter or git; once git is gone, check its filter went too and remove git's lock as a user would."""
+    (filter_process if victim == "filter" else command.git).kill()
+    code = command.wait()
+    if victim == "git":
+        assert code == -signal.SIGKILL
+        wait_for_orphan(filter_process, command, operation)
+        remove_index_lock_of_killed_git(repo)
+    else:
+        assert code != 0, command.stderr()
+    return code
+
+
 @pytest.mark.parametrize(
     ("victim", "objects"),
     [("filter", 1), ("filter", 6), ("git", 1), ("git", 6)],
@@ -61,25 +74,15 @@ def test_kill_during_add_stages_nothing_and_the_retry_stores_the_same(
     with running("add", MODEL, cwd=repo) as add:
         filter_process = add.find("filter-process")
         until(lambda: len(stored_objects(repo)) >= objects, f"{objects} object(s) stored", add)
-        (filter_process if victim == "filter" else add.git).kill()
-        code = add.wait()
-        if victim == "git":
-            assert code == -signal.SIGKILL
-            wait_for_orphan(filter_process, add, "clean")
-            remove_index_lock_of_killed_git(repo)
-        else:
-            assert code != 0, add.stderr()
+        kill(add, filter_process, victim, repo, "clean")
+        if victim == "filter":
             assert f"{MODEL}: clean filter 'theta' failed" in add.stderr()
     assert_no_index_lock(repo)
     assert git("ls-files", "--", MODEL, cwd=repo).stdout == b""  # nothing staged
     assert_store_intact(repo)
     assert_fsck_clean(repo)
 
-    git("add", MODEL, cwd=repo)
-    git("commit", "-q", "-m", "retry", cwd=repo)
-    assert_fsck_clean(repo)
-    assert check_out_again(repo, MODEL) == original
-    assert git("status", "--porcelain", cwd=repo).stdout == b""
+    commit_again_and_check_out(repo, MODEL, original)
     # What the killed add left behind changes nothing: an add that was never interrupted stores the same metadata.
     reference = tmp_path / "reference"
     git("init", "-q", str(reference), cwd=tmp_path)
@@ -117,14 +120,7 @@ def test_kill_during_checkout_never_leaves_a_partial_checkpoint(repo: Path, vict
     with running("checkout", "main", cwd=repo) as checkout:
         filter_process = checkout.find("filter-process")
         until(lambda: smudged(filter_process) >= fraction * len(target), f"{fraction:.0%} smudged", checkout)
-        (filter_process if victim == "filter" else checkout.git).kill()
-        code = checkout.wait()
-        if victim == "git":
-            assert code == -signal.SIGKILL
-            wait_for_orphan(filter_process, checkout, "smudge")
-            remove_index_lock_of_killed_git(repo)
-        else:
-            assert code != 0, checkout.stderr()
+        kill(checkout, filter_process, victim, repo, "smudge")
     assert_no_index_lock(repo)
     left = (repo / MODEL).read_bytes() if (repo / MODEL).exists() else None
     if victim == "git" and left not in (None, old, target):

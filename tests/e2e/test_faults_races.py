@@ -20,6 +20,7 @@ from tests.faults import (
     assert_store_intact,
     big_model,
     check_out_again,
+    commit_again_and_check_out,
     running,
     stored_objects,
     temporary_files,
@@ -175,7 +176,4 @@ def test_gc_after_an_add_was_killed_removes_its_leftovers_only_and_the_retry_wor
     assert {path.name for path in stored_objects(repo)} == referenced, out
     assert_store_intact(repo)
     assert_fsck_clean(repo)
-    git("add", MODEL, cwd=repo)
-    git("commit", "-q", "-m", "retry", cwd=repo)
-    assert_fsck_clean(repo)
-    assert check_out_again(repo, MODEL) == original
+    commit_again_and_check_out(repo, MODEL, original)
