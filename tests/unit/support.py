@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from git_theta.filters.clean import clean
-from git_theta.filters.context import FilterContext
 from git_theta.filters.smudge import smudge
 from git_theta.metadata import CheckpointMetadata
+from git_theta.session.context import Session
 from git_theta.storage.objects import MemoryObjectStore
 
 #: Few examples, no deadline: the suite must stay fast on two cores, and torch's first calls are slow.
@@ -73,30 +73,30 @@ FLOAT_DTYPES = ["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]
 
 
 @contextmanager
-def filter_context(store: MemoryObjectStore | None = None) -> Iterator[FilterContext]:
-    """A FilterContext over an in-memory store, its thread pool shut down afterwards."""
-    context = FilterContext(store if store is not None else MemoryObjectStore())
+def filter_context(store: MemoryObjectStore | None = None) -> Iterator[Session]:
+    """A Session over an in-memory store, its thread pool shut down afterwards."""
+    context = Session(store if store is not None else MemoryObjectStore())
     try:
         yield context
     finally:
         context.close()
 
 
-def clean_bytes(data: bytes, path: str, context: FilterContext) -> bytes:
+def clean_bytes(data: bytes, path: str, context: Session) -> bytes:
     """Run the clean filter on ``data`` in-process."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in garbage input
         return clean(io.BytesIO(data), path, context)
 
 
-def smudge_bytes(metadata: bytes, path: str, context: FilterContext) -> bytes:
+def smudge_bytes(metadata: bytes, path: str, context: Session) -> bytes:
     """Run the smudge filter on ``metadata`` in-process and return the rebuilt file."""
     out = io.BytesIO()
     smudge(metadata, path, context)(out)
     return out.getvalue()
 
 
-def round_trip(data: bytes, path: str, context: FilterContext) -> tuple[CheckpointMetadata, bytes]:
+def round_trip(data: bytes, path: str, context: Session) -> tuple[CheckpointMetadata, bytes]:
     """Clean then smudge; return the parsed metadata and the rebuilt file."""
     metadata = clean_bytes(data, path, context)
     return CheckpointMetadata.loads(metadata), smudge_bytes(metadata, path, context)

@@ -15,8 +15,8 @@ from git_theta.checkpoints.detect import detect
 from git_theta.checkpoints.numpy import NpzCheckpoint
 from git_theta.checkpoints.safetensors import SafetensorsCheckpoint
 from git_theta.checkpoints.torch import TorchCheckpoint
-from git_theta.filters.context import CHECKPOINT_TYPE_ENV
 from git_theta.plugins import PluginError
+from git_theta.session.context import CHECKPOINT_TYPE_ENV
 from tests.unit.support import assert_one_line_error, clean_bytes, filter_context
 
 

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.filters.clean import store_tensor
-from git_theta.filters.context import FilterContext
-from git_theta.filters.represent import update_header, update_parts
 from git_theta.metadata import TensorEntry
+from git_theta.representations.cheapest import store_tensor, update_header, update_parts
+from git_theta.representations.read import read_tensor
+from git_theta.session.context import Session
+from git_theta.storage.encoder import Encoder
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
-from git_theta.storage.tensors import read_tensor, store_dense, store_update
 from git_theta.updates.base import Payload, UpdateError, raw_bytes
 from git_theta.updates.delta import DeltaUpdate
 from git_theta.updates.ia3 import Ia3Update
@@ -42,8 +42,8 @@ def digest(data: bytes | memoryview) -> str:
 
 def store_as(store: MemoryObjectStore, name: str, payload: Payload, base: TensorEntry, new: np.ndarray) -> TensorEntry:
     data = raw_bytes(new)
-    oid, stored = store_update(
-        store, update_parts(payload), digest(data), update_header(name, base, payload.params), 1, None
+    oid, stored = Encoder().store_update(
+        store, update_parts(payload), digest(data), update_header(name, base, payload.params)
     )
     dtype = base.dtype
     return TensorEntry(dtype, new.shape, len(data), digest(data), oid, stored, name, (base.link, *base.base))
@@ -51,7 +51,7 @@ def store_as(store: MemoryObjectStore, name: str, payload: Payload, base: Tensor
 
 def dense_entry(store: MemoryObjectStore, dtype: str, array: np.ndarray) -> TensorEntry:
     data = raw_bytes(array)
-    oid, stored = store_dense(store, data, digest(data), array.dtype.itemsize, 1, None)
+    oid, stored = Encoder().store_dense(store, data, digest(data), array.dtype.itemsize)
     return TensorEntry(dtype, array.shape, len(data), digest(data), oid, stored)
 
 
@@ -102,7 +102,7 @@ def test_a_chain_of_deltas_rebuilds_every_version(versions: list[bytes]) -> None
 def test_clean_stores_each_version_against_the_keyframe() -> None:
     rng = np.random.default_rng(0)
     store = MemoryObjectStore()
-    context = FilterContext(store, max_delta_depth=2)
+    context = Session(store, max_delta_depth=2)
     value = rng.standard_normal((256, 256)).astype(np.float32)
     spec = TensorSpec("w", "F32", value.shape)
     entries = []
@@ -122,7 +122,7 @@ def test_clean_stores_each_version_against_the_keyframe() -> None:
 def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
     rng = np.random.default_rng(1)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     value = rng.standard_normal((512, 512)).astype(np.float32)
     spec = TensorSpec("w", "F32", value.shape)
     _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
@@ -139,14 +139,14 @@ def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
 @pytest.mark.parametrize("dtype", ["F32", "BF16", "C64"])
 def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, monkeypatch) -> None:
     """Tensors over 4 MiB: a fine-tune is a delta (never held whole), a rewrite is whole, a sparse edit sparse."""
-    from git_theta.filters import represent
+    from git_theta.representations import cheapest as represent
 
     opened = []
     real_open = represent._StreamedDelta.open
     monkeypatch.setattr(represent._StreamedDelta, "open", lambda *args: opened.append(1) or real_open(*args))
     rng = np.random.default_rng(7)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     shape = (2560, 1027)  # 5 to 20 MiB: several 1 MiB blocks and a partial last one
     value = (rng.standard_normal(shape) * 0.02).astype(DTYPES[dtype])
     spec = TensorSpec("w", dtype, shape)
@@ -177,7 +177,7 @@ def test_reading_a_delta_holds_the_tensor_and_a_few_blocks() -> None:
 
     rng = np.random.default_rng(8)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     value = rng.standard_normal((2048, 2048)).astype(np.float32)  # 16 MiB
     spec = TensorSpec("w", "F32", value.shape)
     _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
@@ -274,7 +274,7 @@ def test_a_wrong_base_is_detected() -> None:
 def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from git_theta.storage.streaming import stream_tensors
+    from git_theta.representations.stream import stream_tensors
 
     rng = np.random.default_rng(5)
     store = MemoryObjectStore()
@@ -287,7 +287,7 @@ def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> No
         # A delta whose sum with its base is not the tensor the metadata names (the result is hashed as it streams).
         other = digest(np.zeros_like(new).tobytes())
         header = update_header("delta", entry.base_entry(), {})
-        oid, stored = store_update(store, update_parts(DeltaUpdate().infer(old, new)), other, header, 1, None)
+        oid, stored = Encoder().store_update(store, update_parts(DeltaUpdate().infer(old, new)), other, header)
         with pytest.raises(ObjectError, match="do not give the committed tensor"):
             for chunks in stream_tensors(store, [("t", entry._replace(hash=other, oid=oid, stored=stored))], pool):
                 for _ in chunks:
