@@ -123,3 +123,19 @@ def test_log_and_ls_of_a_model_directory(bert_repo: tuple[Path, dict, dict]) -> 
     header = theta("ls", "HEAD~2", "--no-tensors", "--", INDEX, cwd=repo).stdout.decode()
     assert header.startswith(f"{INDEX}  (safetensors, 8 shards, {len(v1)} tensors, ")
     assert theta("log", "nowhere", cwd=repo, check=False).returncode != 0
+
+
+def test_plot_of_a_model_has_one_bar_per_layer_and_names_both_revisions(
+    bert_repo: tuple[Path, dict, dict], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    from xml.etree import ElementTree
+
+    repo, v1, v2 = bert_repo
+    out = tmp_path / "change.svg"
+    theta("diff", "HEAD~2", "HEAD", "--plot", str(out), "--plot-by", "layer", "--", "model", cwd=repo)
+    texts = [element.text for element in ElementTree.parse(out).iter() if element.tag.endswith("text") and element.text]
+    assert texts.count("encoder.layer.0") == 1 and not any(text.startswith("model/model-") for text in texts)
+    commits = [git("rev-parse", "--short", rev, cwd=repo).stdout.decode().strip() for rev in ("HEAD~2", "HEAD")]
+    assert f"{INDEX}, 8 -> 4 shards: HEAD~2 ({commits[0]}) -> HEAD ({commits[1]})" in texts
+    assert any(text.startswith("relative change") and "per layer" in text for text in texts)
