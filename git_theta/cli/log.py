@@ -55,7 +55,7 @@ def _checkpoint(path: str, revisions: list[str], top: Path) -> str:
     """The checkpoint, or sharded model (its index json), that ``path`` names: a file, an index or a directory."""
     rev = next((r for r in revisions if not r.startswith("^") and ".." not in r), "HEAD")
     listing = tree_blobs(rev, [path], str(top)) if resolve_tree(rev, str(top)) else {}
-    named = named_unit(path, listing, str(top)) if not os.path.isfile(top / path) else path
+    named = named_unit(path, listing, str(top), rev) if not os.path.isfile(top / path) else path
     if not is_index(named) and not tracked_by_theta([named], str(top)):
         raise UsageError(f"{named} is not tracked by git-theta (track it with: git theta track PATTERN)")
     return named

@@ -93,7 +93,7 @@ def version_at(read: Callable[[str], bytes], path: str) -> Version:
     return Version(path, shards, tuple(read(shard) for shard in shards), index)
 
 
-def named_unit(path: str, listing: Iterable[str], cwd: str) -> str:
+def named_unit(path: str, listing: Iterable[str], cwd: str, where: str = "HEAD") -> str:
     """The checkpoint or sharded model ``path`` names in ``listing`` (the files under it): a checkpoint file, an index
     json, or a directory holding one index json (or else one tracked checkpoint)."""
     listed = list(listing)
@@ -104,7 +104,7 @@ def named_unit(path: str, listing: Iterable[str], cwd: str) -> str:
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise UsageError(f"{path}: no tracked checkpoint or sharded checkpoint index (*{INDEX_SUFFIX}) there")
+        raise UsageError(f"{path}: no tracked checkpoint or sharded checkpoint index (*{INDEX_SUFFIX}) at {where}")
     raise UsageError(f"{path} holds several checkpoints; name one of: {', '.join(candidates)}")
 
 
