@@ -15,7 +15,7 @@ INDEX = "model/model.safetensors.index.json"
 LAYER0 = "encoder.layer.0."
 
 
-def save_bert(repo: Path, shard_size: str, step: int = 0) -> dict[str, np.ndarray]:
+def save_bert(repo: Path, shard_size: str, step: int = 0, directory: str = "model") -> dict[str, np.ndarray]:
     """A tiny BERT (built from a config, nothing downloaded), its layer 0 scaled by 1.01**step, saved in shards."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -31,9 +31,9 @@ def save_bert(repo: Path, shard_size: str, step: int = 0) -> dict[str, np.ndarra
         for name, parameter in model.named_parameters():
             if name.startswith(LAYER0):
                 parameter.mul_(1.01**step)
-    model.save_pretrained(repo / "model", max_shard_size=shard_size)
+    model.save_pretrained(repo / directory, max_shard_size=shard_size)
     tensors = {}
-    for shard in sorted((repo / "model").glob("model-*.safetensors")):
+    for shard in sorted((repo / directory).glob("model-*.safetensors")):
         tensors.update(load_file(str(shard)))
     return tensors
 
