@@ -2,8 +2,10 @@
 
     GitThetaError                  anything git-theta reports to the user (exit code 1)
     ├── UsageError                 a command was called wrongly (exit code 2)
+    │   └── CheckpointNotFoundError    (api/checkpoint.py) no checkpoint git-theta stores at that path and revision
     ├── MetadataError              (metadata.py) a metadata file cannot be read
     ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
+    ├── ShardIndexError            (checkpoints/sharded.py) a sharded checkpoint's index json cannot be read
     ├── PluginError                (plugins.py) an unknown or broken plugin
     ├── ObjectError                (storage/objects.py) a tensor object is missing or corrupt
     └── GitError                   (git/runner.py) a git or git-lfs command failed

@@ -7,11 +7,10 @@ import os
 import posixpath
 from typing import Any
 
-from git_theta.api.checkpoint import _directory
+from git_theta.api.checkpoint import repository_root
 from git_theta.diffs.render import SORT_KEYS, as_json
 from git_theta.diffs.targets import choose_targets, compare_targets
 from git_theta.errors import UsageError
-from git_theta.git.repo import toplevel
 
 
 def diff(
@@ -27,7 +26,7 @@ def diff(
     or ``rev_a`` and the working tree when ``rev_b`` is None; return the records ``--format json`` gives."""
     if sort not in SORT_KEYS:
         raise UsageError(f"unknown sort {sort!r} (choose one of: {', '.join(SORT_KEYS)})")
-    top = toplevel(_directory(repo))
+    top = repository_root(repo)
     old, new = choose_targets([rev for rev in (rev_a, rev_b) if rev is not None], False, str(top))
     paths = [posixpath.normpath(path.replace(os.sep, "/")).strip("/") or "."] if path else []
     diffs = compare_targets(old, new, paths, top)

@@ -12,6 +12,7 @@ import os
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from git_theta.api.frameworks import check_framework, convert
@@ -94,7 +95,7 @@ def open_checkpoint(
     too) as it is at ``rev`` (None: the index); tensors as numpy arrays, or torch tensors with ``framework="torch"``.
     """
     check_framework(framework)
-    cwd = str(toplevel(_directory(repo)))
+    cwd = str(repository_root(repo))
     path = posixpath.normpath(path.replace(os.sep, "/")).strip("/") or "."
     tree = _tree(rev, cwd)
     listing = tree_blobs(tree, [path], cwd) if tree is not None else index_blobs([path], cwd)
@@ -106,10 +107,11 @@ def open_checkpoint(
     return StoredCheckpoint(version, rev, ObjectReader.for_repository(cwd=cwd), framework)
 
 
-def _directory(repo: str | os.PathLike[str]) -> str:
+def repository_root(repo: str | os.PathLike[str]) -> Path:
+    """The top of the working tree that ``repo`` (any directory in it) belongs to."""
     if not os.path.isdir(repo):
         raise UsageError(f"{os.fspath(repo)}: no such directory (repo= names a directory inside a git repository)")
-    return os.fspath(repo)
+    return toplevel(os.fspath(repo))
 
 
 def _tree(rev: str | None, cwd: str) -> str | None:
