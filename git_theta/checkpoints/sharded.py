@@ -37,3 +37,11 @@ def shard_paths(index_path: str, data: bytes) -> list[str]:
     if any(f.startswith("/") or ".." in f.split("/") for f in files):
         raise ShardIndexError(f"{index_path}: its 'weight_map' names a file outside its directory")
     return [posixpath.normpath(posixpath.join(directory, f)) for f in files]
+
+
+def shards_if_index(index_path: str, data: bytes) -> list[str] | None:
+    """The shard files ``data`` names if it is a sharded checkpoint index, else None (any other ``*.index.json``)."""
+    try:
+        return shard_paths(index_path, data) if data else None
+    except ShardIndexError:
+        return None

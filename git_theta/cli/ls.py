@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import click
 
-from git_theta.checkpoints.sharded import shard_paths
+from git_theta.checkpoints.sharded import shards_if_index
 from git_theta.diffs.models import Version, group, version_at
 from git_theta.dtypes import element_count, itemsize
 from git_theta.errors import UsageError
@@ -66,7 +66,7 @@ def _checkpoints(rev: str | None, paths: list[str]):
         listing = run("ls-tree", "-r", "-z", "--name-only", rev, "--", *paths).stdout
     with BlobReader() as blobs:
         read = partial(_read, blobs, rev)
-        units = group(split_z(listing), lambda index, _: shard_paths(index, read(index)), tracked_by_theta)
+        units = group(split_z(listing), lambda index, _: shards_if_index(index, read(index)), tracked_by_theta)
         if paths and not units:
             raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
         for unit in units:

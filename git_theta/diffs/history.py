@@ -28,7 +28,7 @@ def checkpoint_history(
     limit = None if sharded else max_count
     with BlobReader(cwd) as blobs:
         shown = 0
-        for commit in path_history(revisions, posixpath.dirname(path) or "." if sharded else path, limit, cwd):
+        for commit in path_history(revisions, (posixpath.dirname(path) or ".") if sharded else path, limit, cwd):
             if max_count is not None and shown >= max_count:
                 return
             old = version_at(partial(_read, blobs, commit.parent), path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from git_theta.checkpoints.sharded import is_index, shard_paths
+from git_theta.checkpoints.sharded import is_index, shard_paths, shards_if_index
 from git_theta.diffs.compare import Side, diff_sides
 from git_theta.diffs.models import Unit, changed_across, combined, group
 from git_theta.diffs.result import CheckpointDiff
@@ -18,7 +18,7 @@ from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import resolve_tree
 from git_theta.git.trees import EMPTY_TREE, index_blobs, merge_base, tree_blobs, worktree_changes
-from git_theta.metadata import is_metadata
+from git_theta.metadata import TensorEntry, is_metadata
 
 INDEX, WORKTREE = "index", "working tree"
 
@@ -76,12 +76,13 @@ class _Contents:
             return (self.top / path).read_bytes()
         return _blob(self.blobs, self.listing.get(path))
 
-    def shards(self, index: str) -> list[str] | None:
-        """The shards the index json names on this side, or None when it is not there."""
+    def shards(self, index: str, strict: bool = False) -> list[str] | None:
+        """The shards the index json names on this side, or None when it is not there (or, unless ``strict``, is
+        some other json)."""
         data = self.read(index) if index in self.listing or self.on_disk(index) else b""
-        if not data:
+        shards = shard_paths(index, data) if strict and data else shards_if_index(index, data)
+        if not shards:
             return None
-        shards = shard_paths(index, data)
         if self.on_disk(index):
             self.named.update(shards)
         return shards
@@ -104,7 +105,7 @@ def _contents(target: Target, pathspecs: list[str], top: Path, blobs: BlobReader
     dirty = worktree_changes(pathspecs, cwd) if target.label == WORKTREE else set()
     contents = _Contents(target, _listing(target, pathspecs, cwd), dirty, blobs, top)
     named = [spec for spec in pathspecs if is_index(spec)]  # a model named by its index: list its shards too
-    shards = [shard for spec in named for shard in contents.shards(spec) or ()]
+    shards = [shard for spec in named for shard in contents.shards(spec, strict=True) or ()]
     if shards:
         contents.listing.update(_listing(target, shards, cwd))
         contents.dirty.update(worktree_changes(shards, cwd) if target.label == WORKTREE else ())
@@ -126,14 +127,14 @@ def _differs(unit: Unit, old: _Contents, new: _Contents) -> bool:
     return any(old.listing.get(path) != new.listing.get(path) or new.on_disk(path) for path in unit.files)
 
 
-def _to_decode(unit: Unit, old: _Contents, new: _Contents) -> list:
+def _to_decode(unit: Unit, old: _Contents, new: _Contents) -> list[TensorEntry]:
     """The tensor entries the comparison of ``unit`` will decode from objects (none read from disk)."""
     if any(new.on_disk(path) for path in unit.new):
         return []
     return changed_across(_stored(unit.old, old), _stored(unit.new, new))
 
 
-def _stored(paths: tuple[str, ...], contents: _Contents) -> dict:
+def _stored(paths: tuple[str, ...], contents: _Contents) -> dict[str, TensorEntry]:
     tensors = {}
     for path in paths:
         data = contents.read(path)

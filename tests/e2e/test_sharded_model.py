@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.test_diff import assert_statistics, expected
-from tests.helpers import git, theta
+from tests.helpers import git, random_model, save_safetensors, theta
 
 INDEX = "model/model.safetensors.index.json"
 LAYER0 = "encoder.layer.0."
@@ -139,3 +139,20 @@ def test_plot_of_a_model_has_one_bar_per_layer_and_names_both_revisions(
     commits = [git("rev-parse", "--short", rev, cwd=repo).stdout.decode().strip() for rev in ("HEAD~2", "HEAD")]
     assert f"{INDEX}, 8 -> 4 shards: HEAD~2 ({commits[0]}) -> HEAD ({commits[1]})" in texts
     assert any(text.startswith("relative change") and "per layer" in text for text in texts)
+
+
+def test_another_index_json_is_no_model_unless_named(repo: Path) -> None:
+    (repo / "search.index.json").write_text('{"entries": []}\n')
+    model = random_model(layers=1, width=4)
+    save_safetensors(repo / "model.safetensors", model)
+    commit_all(repo, "v0")
+    model["layer0.bias"] = model["layer0.bias"] + np.float32(1)
+    save_safetensors(repo / "model.safetensors", model)
+    (repo / "search.index.json").write_text('{"entries": [1]}\n')
+    data = json.loads(theta("diff", "--format", "json", cwd=repo).stdout)
+    assert [c["path"] for c in data["checkpoints"]] == ["model.safetensors"]
+    named = theta("diff", "--", "search.index.json", cwd=repo, check=False)
+    assert named.returncode != 0
+    assert named.stderr.decode().splitlines() == [
+        "git-theta: error: search.index.json: not a sharded checkpoint index (no 'weight_map' of tensor -> file)"
+    ]
