@@ -63,6 +63,8 @@ class _Contents:
     top: Path
     #: Shards that an index changed in the working tree names (new files are read from disk, though not added).
     named: set[str] = field(default_factory=set)
+    #: Contents read so far (metadata and indexes: small), by path.
+    cache: dict[str, bytes] = field(default_factory=dict)
 
     def on_disk(self, path: str) -> bool:
         """Tell whether ``path`` is read from the working tree (changed there, or a shard its changed index names)."""
@@ -72,9 +74,10 @@ class _Contents:
 
     def read(self, path: str) -> bytes:
         """The content of ``path`` on this side (b'' when absent)."""
-        if self.on_disk(path):
-            return (self.top / path).read_bytes()
-        return _blob(self.blobs, self.listing.get(path))
+        if path not in self.cache:
+            on_disk = self.on_disk(path)
+            self.cache[path] = (self.top / path).read_bytes() if on_disk else _blob(self.blobs, self.listing.get(path))
+        return self.cache[path]
 
     def shards(self, index: str, strict: bool = False) -> list[str] | None:
         """The shards the index json names on this side, or None when it is not there (or, unless ``strict``, is
