@@ -43,7 +43,8 @@ def diff(
     plot_by: str,
     plot_scale: str,
 ) -> None:
-    """Show, per changed tensor, how much it changed (index vs working tree by default, as git diff does)."""
+    """Show, per changed tensor, how much it changed (index vs working tree by default, as git diff does); a sharded
+    model (PATH: its directory or index json) is one checkpoint."""
     top = toplevel()
     revisions, paths = split_args(list(args), top)
     old, new = choose_targets(revisions, cached, str(top))

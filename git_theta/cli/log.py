@@ -28,7 +28,8 @@ from git_theta.git.trees import tree_blobs
 @click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="order", help="Order of the tensors (with -p).")
 @click.option("--threshold", type=float, default=0.0, help="With -p, hide tensors whose relative change is below this.")
 def log(args: tuple[str, ...], max_count: int | None, form: str, patch: bool, sort: str, threshold: float) -> None:
-    """Show the commits that changed the checkpoint PATH and, for each, what changed and by how much."""
+    """Show the commits that changed the checkpoint PATH (a file, or a sharded model's directory or index json) and,
+    for each, what changed and by how much."""
     top = toplevel()
     revisions, paths = split_args(list(args), top)
     if len(paths) != 1:

@@ -30,7 +30,7 @@ Legacy = dict[tuple[str, ...], LegacyEntry]
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--tensors/--no-tensors", default=True, help="List each tensor (default) or only the files.")
 def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
-    """List the checkpoints tracked at REV (default: the index) and their tensors."""
+    """List the checkpoints tracked at REV (default: the index) and their tensors, a sharded model as one."""
     rev, paths = _split_args(list(args))
     found = list(_checkpoints(rev, paths))
     if as_json:
