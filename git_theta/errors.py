@@ -2,12 +2,14 @@
 
     GitThetaError                  anything git-theta reports to the user (exit code 1)
     ├── UsageError                 a command was called wrongly (exit code 2)
-    │   └── PatternError           (git/attributes.py) a tracking pattern git cannot store
+    │   ├── PatternError           (git/attributes.py) a tracking pattern git cannot store
+    │   └── CheckpointNotFoundError  (api/checkpoint.py) no checkpoint git-theta stores at that path and revision
     ├── MetadataError              (metadata.py) a metadata file cannot be read
     ├── UnknownDtypeError          (dtypes.py) a tensor element type git-theta does not know
     ├── PluginError                (plugins.py) an unknown or broken plugin
     ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
     │   └── Truncated              (checkpoints/base.py) the file ends before what it declares
+    ├── ShardIndexError            (checkpoints/sharded.py) a sharded checkpoint's index json cannot be read
     ├── UpdateError                (updates/base.py) an update does not fit its base or cannot be applied
     ├── ObjectError                (storage/errors.py) a tensor object is missing, corrupt or not what is expected
     ├── BatchError                 (storage/lfs_batch.py) the LFS server refused or failed a batch request

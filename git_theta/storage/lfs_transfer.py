@@ -77,8 +77,9 @@ def download_missing(
     return {}, ""
 
 
-def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
-    """Download objects (oid -> size) from the default remote into ``store``, batched and concurrently.
+def fetch_objects(objects: dict[str, int], store: ObjectStore, cwd: str | None = None) -> None:
+    """Download objects (oid -> size) from the default remote of the repository at ``cwd`` into ``store``, batched
+    and concurrently.
 
     Git LFS has no fetch by object id: it finds objects through pointer files in commits. So we write a commit that
     no ref points to, holding one pointer file per object, and let ``git lfs fetch`` download what it points to, with
@@ -87,15 +88,15 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
     """
     if not objects:
         return
-    remote = default_remote()
+    remote = default_remote(cwd)
     if remote is None:
         raise TransferError("the repository has no remote to download them from", list(objects))
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
     interactive = sys.stderr.isatty()
     try:
-        command = ["git", "lfs", "fetch", remote, _pointer_commit(objects)]
+        command = ["git", "lfs", "fetch", remote, _pointer_commit(objects, cwd)]
         result = subprocess.run(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=None if interactive else subprocess.PIPE
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=None if interactive else subprocess.PIPE
         )
     except (OSError, GitError) as exc:
         raise TransferError(f"could not start git-lfs to download them ({exc})", list(objects)) from exc
@@ -107,7 +108,7 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
         raise TransferError(reason, failed)
 
 
-def _pointer_commit(objects: dict[str, int]) -> str:
+def _pointer_commit(objects: dict[str, int], cwd: str | None = None) -> str:
     """Write a commit whose tree holds one Git LFS pointer file per object; return its id."""
     import tempfile  # only when downloading
 
@@ -118,12 +119,13 @@ def _pointer_commit(objects: dict[str, int]) -> str:
             with open(path, "w", encoding="ascii") as handle:
                 handle.write(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
             paths.append(path)
-        blobs = output("hash-object", "-w", "--no-filters", "--stdin-paths", input="\n".join(paths).encode() + b"\n")
+        listed = "\n".join(paths).encode() + b"\n"
+        blobs = output("hash-object", "-w", "--no-filters", "--stdin-paths", input=listed, cwd=cwd)
     listing = "".join(f"100644 blob {blob}\t{oid}\n" for oid, blob in zip(objects, blobs.split(), strict=True))
-    tree = output("mktree", input=listing.encode())
+    tree = output("mktree", input=listing.encode(), cwd=cwd)
     identity = {"GIT_AUTHOR_NAME": "git-theta", "GIT_AUTHOR_EMAIL": "git-theta@localhost"}
     identity |= {"GIT_COMMITTER_NAME": "git-theta", "GIT_COMMITTER_EMAIL": "git-theta@localhost"}
-    result = run("commit-tree", tree, "-m", "git-theta: objects to download", env={**os.environ, **identity})
+    result = run("commit-tree", tree, "-m", "git-theta: objects to download", env={**os.environ, **identity}, cwd=cwd)
     return result.stdout.decode().strip()
 
 
