@@ -59,7 +59,7 @@ class TorchCheckpoint(Checkpoint):
         except CheckpointError:
             spooled.close()
             raise
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for hostile or broken files
+        except Exception as exc:  # torch raises many types for hostile or broken files
             spooled.close()
             raise CheckpointError(f"{label}: {_load_failure(exc)}") from exc
         tensors: list[tuple[str, Any]] = []

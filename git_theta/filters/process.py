@@ -43,7 +43,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: Session) -> None:
                 raise ProtocolError(f"git asked for unsupported filter command {command!r}")
         except (EOFError, BrokenPipeError):  # git is gone (killed, say): nobody reads our answer any more
             raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
+        except Exception as exc:  # one bad file must not stop the whole git command
             report(about(path, exc))
             try:
                 content.drain()
@@ -76,7 +76,7 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
         writer(PacketWriter(stdout))
     except BrokenPipeError:
         raise  # git is gone: there is no one to revoke success to
-    except Exception as exc:  # noqa: BLE001 - the protocol lets us revoke success after partial content
+    except Exception as exc:  # the protocol lets us revoke success after partial content
         report(about(path, exc))
         stdout.write(FLUSH)
         write_text_list(stdout, ["status=error"])
