@@ -161,4 +161,4 @@ class LegacyTensors:
 
 
 def _bytes(value: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(value)).cast("B")
+    return np.ascontiguousarray(value).data.cast("B")

@@ -135,7 +135,7 @@ class DeltaBlocks:
         base, delta = self.keyframe.read_block(blocks[0]), self.delta.read_block(blocks[1])
         zigzag = np.frombuffer(delta, self.bits)
         new = add_zigzag_difference(np.frombuffer(base, self.bits), zigzag, zigzag if zigzag.flags.writeable else None)
-        return memoryview(new.view(np.uint8))
+        return new.view(np.uint8).data
 
     def check_hash(self, digest: hashlib._Hash) -> None:
         """Compare the SHA-256 of the rebuilt tensor with the tensor's hash."""
