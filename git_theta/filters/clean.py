@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError
@@ -25,7 +25,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     head = _read_head(stream)
     if not head:
         return b""  # an empty file is kept as it is, like git-lfs does
-    whole = _Prefixed(head, stream)
+    whole = cast(BinaryIO, _Prefixed(head, stream))  # a raw binary stream: typing.BinaryIO is a class, not a protocol
     if is_metadata(head):
         return _pass_through_metadata(whole.read(), path)
     if legacy.is_legacy_metadata(head):  # Git-Theta 0.2 metadata checked out without weights
@@ -92,4 +92,4 @@ class _Prefixed(io.RawIOBase):
             buffer[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
-        return self._stream.readinto(buffer)
+        return cast(io.BufferedIOBase, self._stream).readinto(buffer)  # every binary stream has it; IO omits it

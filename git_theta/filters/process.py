@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from git_theta.errors import GitThetaError, report
 from git_theta.filters.clean import clean
@@ -73,7 +73,7 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
     writer = smudge(content.readall(), path, context)
     write_text_list(stdout, ["status=success"])
     try:
-        writer(PacketWriter(stdout))
+        writer(cast(BinaryIO, PacketWriter(stdout)))  # a raw binary stream: typing.BinaryIO is a class
     except BrokenPipeError:
         raise  # git is gone: there is no one to revoke success to
     except Exception as exc:  # the protocol lets us revoke success after partial content
