@@ -44,6 +44,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
         request = UpdateRequest.from_environment()
+        assert request is not None  # the variable it reads is set
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
     for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
@@ -86,7 +87,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # io passes only these
         if self._head:
             count = min(len(buffer), len(self._head))
             buffer[:count] = self._head[:count]

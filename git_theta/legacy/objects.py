@@ -78,7 +78,7 @@ def _read_array(files: Any, max_elements: int, tensorstore: Any, label: str) -> 
 def _check_zarray(raw: bytes | None, max_elements: int, label: str) -> None:
     """Refuse array headers that are not what the old tool writes, or larger than the parameter they belong to."""
     try:
-        header = json.loads(raw.decode("utf-8")) if raw is not None else None
+        header = json.loads(raw.decode("utf-8")) if raw is not None else {}
         shape = [int(dim) for dim in header["shape"]]
         dtype = header["dtype"]
     except (AttributeError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):

@@ -41,6 +41,7 @@ def read_tensor(
     base = read_tensor(store, base_entry, f"{base_entry.oid[:12]} (base of {label})", executor, check=False)
     with open_update(store, entry, label) as reader:
         payload = read_payload(reader, executor=executor)
+    assert reader.update is not None  # open_update checked it
     rebuilt = apply_update(entry, reader.update, reader.parts(), base, payload)
     if check and "sha256:" + hashlib.sha256(rebuilt).hexdigest() != entry.hash:
         raise ObjectError(
