@@ -142,7 +142,7 @@ def _insert(node: Any, parts: list[str], name: str) -> Any:
                 raise CheckpointError(f"a merge cannot add tensor {name!r}: its place is taken")
             item[1] = _insert(item[1], parts[1:], name)
             return {"dict": items}
-    child = {"tensor": name}
+    child: dict[str, Any] = {"tensor": name}
     for part in reversed(parts[1:]):
         child = {"dict": [[part, child]]}
     return {"dict": [*items, [parts[0], child]]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from git_theta.git.repo import resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, format_objects, is_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
 LEGACY_NOTE = "Git-Theta 0.2 format; run git theta migrate"
@@ -46,7 +50,7 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
-def _checkpoints(rev: str | None, paths: list[str]):
+def _checkpoints(rev: str | None, paths: list[str]) -> Iterator[tuple[str, CheckpointMetadata | Legacy]]:
     if rev is None:
         listing = run("ls-files", "-z", "--cached", "--", *paths).stdout
     else:
@@ -125,7 +129,7 @@ def _print_legacy(path: str, entries: Legacy, tensors: bool) -> None:
         click.echo(f"  {e.name:<{width}}  {e.dtype:<8} {shape:<18} {size:>12} {e.size:>12}  {update}")
 
 
-def _size(count: int) -> str:
+def _size(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count:.1f} {unit}" if unit != "B" else f"{count} B"
