@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, ClassVar, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar, NamedTuple, cast
 
 from git_theta.errors import GitThetaError
+
+if TYPE_CHECKING:
+    import io
 
 
 class CheckpointError(GitThetaError):
@@ -117,17 +120,18 @@ class Checkpoint(ABC):
         return os.path.splitext(path)[1].lower() in cls.extensions
 
 
-def read_exact(stream: BinaryIO, size: int, label: str, what: str, prefix: bytes = b"") -> bytearray:
+def read_exact(stream: IO[bytes], size: int, label: str, what: str, prefix: bytes = b"") -> bytearray:
     """Read exactly ``size`` bytes (``prefix``, already read, then the rest), or raise Truncated.
 
     ``size`` is what the file declares, so it is believed only as far as bytes arrive: the buffer starts at
     ``FIRST_READ`` and at most doubles once each step is filled, so it never holds more than twice what arrived.
+    ``stream`` needs ``readinto``, which every binary stream has, though ``typing.IO`` does not declare it (the casts).
     """
     if size <= FIRST_READ and not prefix:  # the many small fields of a header: one allocation, no growth, no calls
         buffer = bytearray(size)
         view, filled = memoryview(buffer), 0
         while filled < size:
-            count = stream.readinto(view[filled:])
+            count = cast("io.BufferedIOBase", stream).readinto(view[filled:])
             if not count:
                 raise _truncated(label, what, filled, size)
             filled += count
@@ -150,11 +154,11 @@ def _truncated(label: str, what: str, filled: int, size: int) -> Truncated:
     )
 
 
-def _fill(stream: BinaryIO, buffer: bytearray, filled: int) -> int:
+def _fill(stream: IO[bytes], buffer: bytearray, filled: int) -> int:
     """Read into ``buffer`` from ``filled`` on until it is full or the stream ends; return how much it holds."""
     with memoryview(buffer) as view:
         while filled < len(buffer):
-            count = stream.readinto(view[filled:])
+            count = cast("io.BufferedIOBase", stream).readinto(view[filled:])
             if not count:
                 break
             filled += count

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from git_theta import plugins
 from git_theta.checkpoints.base import Checkpoint, CheckpointError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: The original Git-Theta's checkpoint names (as in an old ``GIT_THETA_CHECKPOINT_TYPE``) -> ours.
 ALIASES = {
@@ -45,7 +50,7 @@ def detect(path: str, head: bytes, explicit: str | None = None) -> type[Checkpoi
     )
 
 
-def _loadable():
+def _loadable() -> Iterator[type[Checkpoint]]:
     # A broken third-party plugin must not stop the detection of every other format.
     for name in plugins.names(plugins.CHECKPOINTS):
         try:

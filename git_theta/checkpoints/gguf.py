@@ -121,7 +121,7 @@ class GgufCheckpoint(Checkpoint):
             values = dequantize(np.frombuffer(data, np.uint8).reshape(shape), kind).astype("<f4", copy=False)
         except (KeyError, ValueError, NotImplementedError, TypeError):
             return None  # a type this version of gguf cannot dequantize, or bytes that are not whole blocks
-        return Decoded("F32", tuple(values.shape), memoryview(values.reshape(-1).view(np.uint8)))
+        return Decoded("F32", tuple(values.shape), values.reshape(-1).view(np.uint8).data)
 
     @classmethod
     def rebuild_format(

@@ -6,7 +6,7 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -100,7 +100,7 @@ def _read_arrays(
         spooled.close()
 
 
-def _read_array(handle: BinaryIO, member: str, label: str) -> Tensor:
+def _read_array(handle: IO[bytes], member: str, label: str) -> Tensor:
     """One ``.npy`` member: its header checked before its data is read, as far as the data arrives."""
     try:
         version = np.lib.format.read_magic(handle)
@@ -117,7 +117,7 @@ def _read_array(handle: BinaryIO, member: str, label: str) -> Tensor:
     array = np.frombuffer(data, dtype=numpy_dtype)
     array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
     flat = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype]).reshape(-1).view(np.uint8)
-    return Tensor(TensorSpec(member[:-4], dtype, tuple(shape)), memoryview(flat))
+    return Tensor(TensorSpec(member[:-4], dtype, tuple(shape)), flat.data)
 
 
 def _dtype_name(dtype: np.dtype, label: str, member: str) -> str:

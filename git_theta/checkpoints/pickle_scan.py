@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickletools
 import struct
-from typing import Any
+from typing import Any, cast
 
 from git_theta.checkpoints.base import CheckpointError
 
@@ -43,10 +43,10 @@ def persistent_ids(data: bytes) -> list[Any]:
         elif name in _TUPLES:
             items = [_pop(stack) for _ in range(_TUPLES[name])]
             stack.append(tuple(reversed(items)))
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            memo[len(memo) if name == "MEMOIZE" else arg] = _top(stack)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):  # pickletools parses their argument as an int
+            memo[len(memo) if name == "MEMOIZE" else cast(int, arg)] = _top(stack)
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo.get(arg, _OPAQUE))
+            stack.append(memo.get(cast(int, arg), _OPAQUE))
         elif name == "BINPERSID":
             found.append(_pop(stack))
             stack.append(_OPAQUE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact, write_tensor
 from git_theta.dtypes import ITEMSIZE, nbytes, shape_error
@@ -110,13 +110,14 @@ def _parse_entry(name: str, info: Any, label: str) -> tuple[int, int, TensorSpec
     problem = shape_error(dtype, shape)
     if problem:
         raise CheckpointError(f"{label}: invalid safetensors file (tensor {name!r} {problem})")
+    assert shape is not None  # shape_error accepted it
     begin, end = offsets
     if end - begin != nbytes(dtype, shape):
         raise CheckpointError(f"{label}: invalid safetensors file (tensor {name!r} size does not match its shape)")
     return begin, end, TensorSpec(name, dtype, tuple(shape))
 
 
-def _valid_offsets(offsets: Any) -> bool:
+def _valid_offsets(offsets: Any) -> TypeGuard[list[int]]:
     """``[begin, end]``: two ints (not bools), in order."""
     return (
         isinstance(offsets, list)

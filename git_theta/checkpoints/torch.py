@@ -59,7 +59,7 @@ class TorchCheckpoint(Checkpoint):
         except CheckpointError:
             spooled.close()
             raise
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for hostile or broken files
+        except Exception as exc:  # torch raises many types for hostile or broken files
             spooled.close()
             raise CheckpointError(f"{label}: {_load_failure(exc)}") from exc
         tensors: list[tuple[str, Any]] = []
@@ -142,7 +142,7 @@ def _insert(node: Any, parts: list[str], name: str) -> Any:
                 raise CheckpointError(f"a merge cannot add tensor {name!r}: its place is taken")
             item[1] = _insert(item[1], parts[1:], name)
             return {"dict": items}
-    child = {"tensor": name}
+    child: dict[str, Any] = {"tensor": name}
     for part in reversed(parts[1:]):
         child = {"dict": [[part, child]]}
     return {"dict": [*items, [parts[0], child]]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import posixpath
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -19,6 +19,9 @@ from git_theta.git.repo import resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, TensorEntry, format_objects, is_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
 LEGACY_NOTE = "Git-Theta 0.2 format; run git theta migrate"
@@ -59,7 +62,7 @@ class Model(NamedTuple):
     entries: dict[str, tuple[str, TensorEntry]]
 
 
-def _checkpoints(rev: str | None, paths: list[str]):
+def _checkpoints(rev: str | None, paths: list[str]) -> Iterator[tuple[str, CheckpointMetadata | Legacy | Model]]:
     if rev is None:
         listing = run("ls-files", "-z", "--cached", "--", *paths).stdout
     else:
@@ -167,7 +170,7 @@ def _print_legacy(path: str, entries: Legacy, tensors: bool) -> None:
         click.echo(f"  {e.name:<{width}}  {e.dtype:<8} {shape:<18} {size:>12} {e.size:>12}  {update}")
 
 
-def _size(count: int) -> str:
+def _size(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count:.1f} {unit}" if unit != "B" else f"{count} B"

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("git-theta: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns exceptions into messages
+    except Exception as exc:  # the one place that turns exceptions into messages
         sys.exit(report(exc))
     sys.exit(0)
 
@@ -43,6 +43,6 @@ def _run_filter(command: str, args: list[str]) -> int:
         getattr(run, command.replace("-", "_"))(*args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return report(exc)
     return 0

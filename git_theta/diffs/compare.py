@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from git_theta.checkpoints.base import Checkpoint, Decoded, Tensor
 from git_theta.diffs.numeric import Change, comparable, compare
@@ -55,7 +56,9 @@ def compare_values(old: Decoded | None, new: Decoded | None) -> Change | None:
     return compare(old.data, new.data, old.dtype, new.dtype)
 
 
-def encoded_fields(plugin: type[Checkpoint] | None, encodings: dict[str, str], name: str, shape: tuple[int, ...]):
+def encoded_fields(
+    plugin: type[Checkpoint] | None, encodings: dict[str, str], name: str, shape: tuple[int, ...]
+) -> dict[str, Any]:
     """The Item fields of a tensor its format stores encoded; none for the others."""
     encoding = encodings.get(name)
     if plugin is None or encoding is None:
@@ -150,7 +153,7 @@ def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:
         else:
             result.tensors.append(outcome)
     leftover = [
-        TensorDiff(i.name, ADDED if flip else REMOVED, **_sides(i.layout, flip=not flip)) for i in others.values()
+        TensorDiff(i.name, ADDED if flip else REMOVED, *_sides(i.layout, flip=not flip)) for i in others.values()
     ]
     result.tensors.extend(leftover)
     result.new_tensors, result.old_tensors = (other_count, seen) if flip else (seen, other_count)
@@ -160,7 +163,7 @@ def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:
 def _pair(driving: Item, counterpart: Item | None, flip: bool) -> TensorDiff | None:
     """Compare one tensor with its counterpart; None when they are identical (equal hashes: nothing is decoded)."""
     if counterpart is None:
-        return TensorDiff(driving.name, REMOVED if flip else ADDED, **_sides(driving.layout, flip))
+        return TensorDiff(driving.name, REMOVED if flip else ADDED, *_sides(driving.layout, flip))
     if counterpart.layout == driving.layout and counterpart.digest() == driving.digest():
         return None
     old, new = (driving, counterpart) if flip else (counterpart, driving)
@@ -175,8 +178,8 @@ def _pair(driving: Item, counterpart: Item | None, flip: bool) -> TensorDiff | N
     return TensorDiff(old.name, MODIFIED, old.layout, new.layout, change)
 
 
-def _sides(layout: Layout, flip: bool) -> dict[str, Layout]:
-    return {"old": layout} if flip else {"new": layout}
+def _sides(layout: Layout, flip: bool) -> tuple[Layout | None, Layout | None]:
+    return (layout, None) if flip else (None, layout)
 
 
 def _constant(data: memoryview) -> Callable[[], memoryview]:

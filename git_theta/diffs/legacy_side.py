@@ -61,7 +61,7 @@ def legacy_side(
 
     named = os.environ.get(CHECKPOINT_TYPE_ENV) or explicit
     try:
-        kind = checkpoint_type(path, named)
+        kind: str | None = checkpoint_type(path, named)
     except LegacyError:
         kind = named  # a format the old tool wrote and we cannot rebuild: its name still labels the side
     return Side(LegacyTensors(path, metadata.parse(data, path), reader, cwd), kind)
@@ -161,4 +161,4 @@ class LegacyTensors:
 
 
 def _bytes(value: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(value)).cast("B")
+    return np.ascontiguousarray(value).data.cast("B")

@@ -39,7 +39,7 @@ def bars(diffs: list[CheckpointDiff], shown: list[list[TensorDiff]], by: str) ->
         for tensor in measured:
             key = tensor.name if by == "tensor" else layer_of(tensor.name)
             key = f"{diff.path}: {key}" if many else key
-            values[key] = max(values.get(key, 0.0), tensor.change.rel)  # type: ignore[union-attr]
+            values[key] = max(values.get(key, 0.0), tensor.rel)
     return list(values.items())
 
 

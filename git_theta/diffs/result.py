@@ -106,9 +106,9 @@ class CheckpointDiff:
             f"{self.count(MODIFIED)} changed, {self.count(ADDED)} added, {self.count(REMOVED)} removed, "
             f"{self.unchanged} unchanged"
         )
-        measured = [t for t in self.tensors if t.change is not None]
+        measured = [t.change for t in self.tensors if t.change is not None]
         if measured:
-            elements = sum(t.change.changed for t in measured)  # type: ignore[union-attr]
+            elements = sum(change.changed for change in measured)
             text += f"; {elements} elements changed, ||delta|| {fmt(self.delta_norm)}"
         return text
 

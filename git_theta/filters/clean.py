@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError
@@ -25,7 +25,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     head = _read_head(stream)
     if not head:
         return b""  # an empty file is kept as it is, like git-lfs does
-    whole = _Prefixed(head, stream)
+    whole = cast(BinaryIO, _Prefixed(head, stream))  # a raw binary stream: typing.BinaryIO is a class, not a protocol
     if is_metadata(head):
         return _pass_through_metadata(whole.read(), path)
     if legacy.is_legacy_metadata(head):  # Git-Theta 0.2 metadata checked out without weights
@@ -44,6 +44,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
         request = UpdateRequest.from_environment()
+        assert request is not None  # the variable it reads is set
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
     for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
@@ -86,10 +87,10 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # io passes only these
         if self._head:
             count = min(len(buffer), len(self._head))
             buffer[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
-        return self._stream.readinto(buffer)
+        return cast(io.BufferedIOBase, self._stream).readinto(buffer)  # every binary stream has it; IO omits it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from git_theta.errors import GitThetaError, report
 from git_theta.filters.clean import clean
@@ -43,7 +43,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: Session) -> None:
                 raise ProtocolError(f"git asked for unsupported filter command {command!r}")
         except (EOFError, BrokenPipeError):  # git is gone (killed, say): nobody reads our answer any more
             raise ProtocolError(f"git closed the connection in the middle of {command} {path!r}") from None
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole git command
+        except Exception as exc:  # one bad file must not stop the whole git command
             report(about(path, exc))
             try:
                 content.drain()
@@ -73,10 +73,10 @@ def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: 
     writer = smudge(content.readall(), path, context)
     write_text_list(stdout, ["status=success"])
     try:
-        writer(PacketWriter(stdout))
+        writer(cast(BinaryIO, PacketWriter(stdout)))  # a raw binary stream: typing.BinaryIO is a class
     except BrokenPipeError:
         raise  # git is gone: there is no one to revoke success to
-    except Exception as exc:  # noqa: BLE001 - the protocol lets us revoke success after partial content
+    except Exception as exc:  # the protocol lets us revoke success after partial content
         report(about(path, exc))
         stdout.write(FLUSH)
         write_text_list(stdout, ["status=error"])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from git_theta import legacy
 from git_theta.checkpoints.base import TensorSpec
@@ -19,7 +19,7 @@ from git_theta.storage.format_data import load_format
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
 
-Writer = Callable[[BinaryIO], None]
+Writer = Callable[[BinaryIO], object]  # what it returns is not used
 
 
 def smudge(data: bytes, path: str, context: Session) -> Writer:
@@ -49,9 +49,10 @@ def smudge(data: bytes, path: str, context: Session) -> Writer:
     items = [(path, name, entry) for name, entry in metadata.tensors.items()]
 
     def write(out: BinaryIO) -> None:
-        if plugin.accepts_chunks:
+        tensors: Iterable[bytes | bytearray | memoryview]
+        if plugin.accepts_chunks:  # then write takes each tensor as an iterable of chunks (see Checkpoint.write)
             labelled = [(tensor_label(path, name, entry), entry) for _, name, entry in items]
-            tensors = stream_tensors(context.store, labelled, frame_executor())
+            tensors = cast("Iterable[memoryview]", stream_tensors(context.store, labelled, frame_executor()))
         else:
             load_one = partial(load_tensor, context.store)
             tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta.errors import GitThetaError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 MAX_DATA = 65516
 FLUSH = b"0000"
@@ -65,7 +68,7 @@ class PacketReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # io passes only these
         while self._offset == len(self._packet):
             if self._done:
                 return 0
@@ -101,7 +104,7 @@ class PacketWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data).cast("B")
         if self._fd is not None and len(view) > MAX_DATA:
             self._stream.flush()  # keep order with what went through the buffered stream

@@ -45,7 +45,7 @@ class FilterSettings(NamedTuple):
     lazy: bool
     max_delta_depth: int
     #: The index file (``GIT_INDEX_FILE`` when git set one).
-    index: Path
+    index_file: Path
 
 
 def lfs_storage(cwd: str | None = None) -> Path:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["is_legacy_metadata", "keep_unchanged", "pass_through", "smudge_writer"]
 
 
-def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], None]:
+def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], object]:
     """Check that the legacy checkpoint ``data`` describes can be rebuilt; return a function that writes it."""
     from git_theta.legacy import filters
 

@@ -61,7 +61,7 @@ def rebuild(name: str, values: dict[tuple[str, ...], np.ndarray], path: str) -> 
     """Lay out the parameters ``values`` (in metadata order) as a checkpoint of our plugin ``name``."""
     specs = [TensorSpec("/".join(keys), _dtype(value, path), tuple(value.shape)) for keys, value in values.items()]
     data = {
-        spec.name: memoryview(np.ascontiguousarray(value)).cast("B")
+        spec.name: np.ascontiguousarray(value).data.cast("B")
         for spec, value in zip(specs, values.values(), strict=True)
     }
     if name == "torch":

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from git_theta.checkpoints.detect import detect, load
 from git_theta.errors import GitThetaError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 SPOOL_IN_MEMORY = 64 << 20
 
 
-def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], None]:
+def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], object]:
     """Resolve and decode every parameter now (errors before any byte is written); return the writer."""
     if context.skip_smudge and not context.display_only:
         return lambda out: out.write(data)
@@ -61,7 +61,7 @@ def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -
     previous = context.previous_blob(path)
     if previous is None or not metadata.is_legacy_metadata(previous):
         return stream, None
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    spooled = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # typed IO[bytes], not BinaryIO
     shutil.copyfileobj(stream, spooled, 1 << 20)
     spooled.seek(0)
     try:
@@ -72,7 +72,7 @@ def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -
         spooled.close()
         return stream, previous
     spooled.seek(0)
-    return spooled, None  # type: ignore[return-value]
+    return spooled, None
 
 
 def pass_through(data: bytes, path: str) -> bytes:

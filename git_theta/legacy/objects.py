@@ -47,7 +47,7 @@ def decode_object(data: bytes, oid: str, max_elements: int, label: str) -> dict[
     msgpack, tensorstore = _modules()
     try:
         parts = msgpack.unpackb(data, raw=False)
-    except Exception as exc:  # noqa: BLE001 - msgpack raises several types for malformed input
+    except Exception as exc:  # msgpack raises several types for malformed input
         raise LegacyError(f"{label}: object {oid[:12]} is not a Git-Theta 0.2 object ({exc})") from exc
     if not isinstance(parts, dict) or not parts:
         raise LegacyError(f"{label}: object {oid[:12]} is not a Git-Theta 0.2 object (no arrays in it)")
@@ -68,7 +68,7 @@ def _read_array(files: Any, max_elements: int, tensorstore: Any, label: str) -> 
             kvstore[key] = value
         spec = {"driver": "zarr", "kvstore": "memory://", "open": True}
         array = tensorstore.open(spec, context=context, read=True).result().read().result()
-    except Exception as exc:  # noqa: BLE001 - tensorstore reports every decoding failure as one of several types
+    except Exception as exc:  # tensorstore reports every decoding failure as one of several types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise LegacyError(f"{label} is corrupt (tensorstore cannot read it: {first})") from exc
     array = np.asarray(array)
@@ -78,7 +78,7 @@ def _read_array(files: Any, max_elements: int, tensorstore: Any, label: str) -> 
 def _check_zarray(raw: bytes | None, max_elements: int, label: str) -> None:
     """Refuse array headers that are not what the old tool writes, or larger than the parameter they belong to."""
     try:
-        header = json.loads(raw.decode("utf-8")) if raw is not None else None
+        header = json.loads(raw.decode("utf-8")) if raw is not None else {}
         shape = [int(dim) for dim in header["shape"]]
         dtype = header["dtype"]
     except (AttributeError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from git_theta.checkpoints.base import Tensor
 from git_theta.checkpoints.detect import detect
@@ -90,7 +90,7 @@ def _worktree_state(file: Path, path: str, rebuilt: Rebuilt, context: Session) -
         return "missing"
 
 
-def _holds(handle: object, head: bytes, path: str, rebuilt: Rebuilt, context: Session) -> bool:
+def _holds(handle: BinaryIO, head: bytes, path: str, rebuilt: Rebuilt, context: Session) -> bool:
     """Tell whether the file holds exactly the rebuilt tensors."""
     expected = {
         s.name: (s.dtype, s.shape, hashlib.sha256(d).digest())
@@ -99,7 +99,7 @@ def _holds(handle: object, head: bytes, path: str, rebuilt: Rebuilt, context: Se
     explicit = context.explicit_checkpoint_type(path)
     try:
         plugin = detect(path, head, LEGACY_TYPES.get(explicit, explicit) if explicit else rebuilt.checkpoint_type)
-        _, tensors = plugin().read(handle, path)  # type: ignore[arg-type]
+        _, tensors = plugin().read(handle, path)
         found = {t.spec.name: (t.spec.dtype, t.spec.shape, hashlib.sha256(t.data).digest()) for t in tensors}
     except GitThetaError:
         return False

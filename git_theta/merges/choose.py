@@ -64,11 +64,11 @@ class Chooser:
             return self.default
         if self.menu is None:
             return None
-        strategy, apply_to_all = self.menu.ask(path, conflict)
-        if apply_to_all and strategy is not None:
-            self.default = strategy
-            _choose_for_all(strategy)
-        return strategy
+        chosen, apply_to_all = self.menu.ask(path, conflict)
+        if apply_to_all and chosen is not None:
+            self.default = chosen
+            _choose_for_all(chosen)
+        return chosen
 
 
 def _chosen_for_all() -> MergeStrategy | None:

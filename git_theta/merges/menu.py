@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from git_theta import plugins
 from git_theta.errors import GitThetaError
 from git_theta.merges.base import Conflict, MergeStrategy, load_strategy
+
+if TYPE_CHECKING:
+    from git_theta.metadata import TensorEntry
 
 
 class Menu:
@@ -53,7 +56,7 @@ class Menu:
             self.out.write(f"  {number}) {strategy.name:<16} {strategy.summary}\n")
 
 
-def _describe(entry: object) -> str:
+def _describe(entry: TensorEntry | None) -> str:
     if entry is None:
         return "absent"
-    return f"{entry.dtype}{list(entry.shape)}"  # type: ignore[attr-defined]
+    return f"{entry.dtype}{list(entry.shape)}"

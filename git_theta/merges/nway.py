@@ -21,7 +21,7 @@ def merge_revisions(revs: list[str], chooser: Chooser, weights: dict[str, float]
     if head is None or None in commits:
         bad = "HEAD" if head is None else revs[commits.index(None)]
         raise MergeError(f"{bad!r} is not a commit; name branches, tags or commits to merge")
-    parents = list(dict.fromkeys([head, *commits]))  # type: ignore[list-item]
+    parents = list(dict.fromkeys([head, *(commit for commit in commits if commit is not None)]))
     if len(parents) < 2:
         raise MergeError("nothing to merge: the revisions are all HEAD")
     if not merging.is_clean(cwd):
@@ -76,6 +76,7 @@ def _merge_trees(
     theta_paths = set(tracked_by_theta(conflicted, cwd))
     for path in conflicted:
         versions = [tree.get(path) for tree in trees]
+        present = [version for version in versions if version is not None]
         if path not in theta_paths or None in versions:
             raise MergeError(
                 f"{path} changed differently on several sides and git theta merge merges only checkpoints "
@@ -83,8 +84,8 @@ def _merge_trees(
             )
         ancestor = base.get(path)
         base_metadata = _metadata(ancestor, path, cwd) if ancestor else None
-        sides = [_metadata(version, path, cwd) for version in versions]  # type: ignore[arg-type]
-        changes[path] = (versions[0][0], _merge_checkpoint(path, base_metadata, sides, chooser, weights, cwd))  # type: ignore[index]
+        sides = [_metadata(version, path, cwd) for version in present]
+        changes[path] = (present[0][0], _merge_checkpoint(path, base_metadata, sides, chooser, weights, cwd))
     return changes
 
 

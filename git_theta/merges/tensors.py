@@ -116,7 +116,7 @@ def merge_tensor(
             out, finite = _merge_streamed(step, versions, strategy.needs_base, kind)
     if finite and not strategy.allow_overflow:
         _refuse_overflow(out, strategy, conflict, path)
-    return tensors.store(TensorSpec(conflict.name, first.dtype, first.shape), memoryview(out.view(np.uint8)))
+    return tensors.store(TensorSpec(conflict.name, first.dtype, first.shape), out.view(np.uint8).data)
 
 
 def _refuse_overflow(out: np.ndarray, strategy: MergeStrategy, conflict: Conflict, path: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
@@ -29,6 +29,9 @@ from git_theta.storage.codec import BLOCK, ObjectReader, sample_starts
 from git_theta.storage.encoder import Encoder, Parts, in_memory
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.verify import check_object_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Tensors up to this size are encoded every way to pick the smallest; larger ones are judged on samples.
 ENCODE_ALL = 4 << 20
@@ -73,10 +76,11 @@ def _store_cheapest(
         best = min(range(len(candidates)), key=lambda index: trials[index].size)
         if trials[best].size < dense.size:
             name, parts, header = candidates[best]
-            if trials[best].encoded is not None:
-                oid, stored = context.store.put(trials[best].encoded)
+            if (encoded := trials[best].encoded) is not None:
+                oid, stored = context.store.put(encoded)
             else:
                 oid, stored = encoder.store_update(context.store, parts, digest, header)
+            assert base is not None  # there are candidates only with a base
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, name, (base.link, *base.base))
         if dense.encoded is not None:
             oid, stored = context.store.put(dense.encoded)
@@ -109,7 +113,7 @@ def _store_large(
         if encoder.estimated_size(delta, delta.itemsize) >= encoder.estimated_size(data, group):
             oid, stored = encoder.store_dense(context.store, data, digest, group)
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
-        parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]
+        parts: Parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]
         header = update_header("delta", keyframe, {})
         oid, stored = encoder.store_update(context.store, parts, digest, header)
         delta.check_keyframe()
@@ -279,7 +283,7 @@ def _update_candidates(
     return candidates
 
 
-def _delta_from_keyframe(context: Session, spec: TensorSpec, data: memoryview, keyframe: TensorEntry):
+def _delta_from_keyframe(context: Session, spec: TensorSpec, data: memoryview, keyframe: TensorEntry) -> np.ndarray:
     """The ``delta`` of ``data`` from the keyframe, which is decoded block by block: never held whole."""
     import hashlib
 

@@ -41,6 +41,7 @@ def read_tensor(
     base = read_tensor(store, base_entry, f"{base_entry.oid[:12]} (base of {label})", executor, check=False)
     with open_update(store, entry, label) as reader:
         payload = read_payload(reader, executor=executor)
+    assert reader.update is not None  # open_update checked it
     rebuilt = apply_update(entry, reader.update, reader.parts(), base, payload)
     if check and "sha256:" + hashlib.sha256(rebuilt).hexdigest() != entry.hash:
         raise ObjectError(
@@ -135,7 +136,7 @@ class DeltaBlocks:
         base, delta = self.keyframe.read_block(blocks[0]), self.delta.read_block(blocks[1])
         zigzag = np.frombuffer(delta, self.bits)
         new = add_zigzag_difference(np.frombuffer(base, self.bits), zigzag, zigzag if zigzag.flags.writeable else None)
-        return memoryview(new.view(np.uint8))
+        return new.view(np.uint8).data
 
     def check_hash(self, digest: hashlib._Hash) -> None:
         """Compare the SHA-256 of the rebuilt tensor with the tensor's hash."""

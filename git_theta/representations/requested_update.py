@@ -13,6 +13,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from git_theta import plugins
 from git_theta.checkpoints.base import Tensor, TensorSpec
@@ -21,6 +22,11 @@ from git_theta.metadata import DENSE, TensorEntry
 from git_theta.representations.cheapest import store_tensor, update_header, update_parts
 from git_theta.representations.read import read_tensor
 from git_theta.session.context import Session
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from git_theta.updates.base import Payload
 
 #: Set by ``git theta add --update-type`` and ``--update-path`` for the filter that ``git add`` starts.
 UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
@@ -64,7 +70,9 @@ def store_requested(context: Session, request: UpdateRequest, tensor: Tensor) ->
     return spec, _infer_and_store(context, request, tensor)
 
 
-def _apply_and_store(context: Session, request: UpdateRequest, spec: TensorSpec, base: TensorEntry, payload):
+def _apply_and_store(
+    context: Session, request: UpdateRequest, spec: TensorSpec, base: TensorEntry, payload: Payload
+) -> TensorEntry:
     from git_theta.updates.base import as_array, raw_bytes
 
     old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
@@ -95,14 +103,14 @@ def _infer_and_store(context: Session, request: UpdateRequest, tensor: Tensor) -
     return _store_update(context, request.kind, spec, data, previous, payload)
 
 
-def _rebuilt(request: UpdateRequest, old_array, payload) -> memoryview:
+def _rebuilt(request: UpdateRequest, old_array: np.ndarray, payload: Payload) -> memoryview:
     from git_theta.updates.base import raw_bytes
 
     return raw_bytes(request.update.apply(old_array, payload))
 
 
 def _store_update(
-    context: Session, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload
+    context: Session, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload: Payload
 ) -> TensorEntry:
     digest = "sha256:" + hashlib.sha256(new).hexdigest()
     known = context.file.stored(spec, digest)

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
+from typing import Any, TypeAlias, cast
 
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import hash_executor, ordered_map
@@ -23,7 +24,7 @@ from git_theta.storage.objects import ObjectStore
 #: Blocks (of 1 MiB) decoded ahead of the one being written.
 AHEAD = 8
 
-_Source = "ObjectReader | DeltaBlocks | _Rebuilt"
+_Source: TypeAlias = "ObjectReader | DeltaBlocks | _Rebuilt"
 _Task = tuple[int, _Source, Block | tuple[Block, Block] | None, bool]
 _Done = tuple[int, _Source, memoryview, bool]
 
@@ -74,7 +75,8 @@ def _decode(task: _Task) -> _Done:
     index, reader, block, last = task
     if isinstance(reader, _Rebuilt):
         return index, reader, reader.read(), last
-    return index, reader, reader.read_block(block) if block else memoryview(b""), last
+    # Each reader gets what it listed: an ObjectReader a block, DeltaBlocks a pair of them (_Task cannot tie these).
+    return index, reader, reader.read_block(cast(Any, block)) if block else memoryview(b""), last
 
 
 class _Rebuilt:
@@ -106,7 +108,7 @@ def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
         yield data
         if last:
             reader.close()
-            if hashed:
+            if not isinstance(reader, _Rebuilt):  # hashed
                 for update in hashing:
                     update.result()
                 reader.check_hash(digest)

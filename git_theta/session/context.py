@@ -69,7 +69,7 @@ class Session:
         settings = filter_settings()
         store = LfsObjectStore(settings.storage)
         fetch = partial(fetch_objects, store=store)
-        context = cls(store, BlobReader(), fetch, max_delta_depth=settings.max_delta_depth, index=settings.index)
+        context = cls(store, BlobReader(), fetch, max_delta_depth=settings.max_delta_depth, index=settings.index_file)
         context.display_only = only_displaying()
         context.skip_smudge = context.skip_smudge or settings.lazy
         return context

@@ -23,7 +23,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeGuard
 
 import zstandard
 
@@ -284,7 +284,7 @@ def read_header(stream: BinaryIO, label: str) -> dict:
 
 
 def _valid_header(header: dict) -> bool:
-    def is_int(value: object, low: int) -> bool:
+    def is_int(value: object, low: int) -> TypeGuard[int]:
         return type(value) is int and value >= low
 
     if not is_int(header.get("size"), 0) or not isinstance(header.get("hash"), str):
@@ -356,7 +356,7 @@ def _frame_table(
     stream: BinaryIO, payload: int, object_size: int, block: int, parts: list[tuple], label: str
 ) -> list[Block]:
     """Return every frame as a Block, from the table of compressed sizes at the end of the object."""
-    layout = []  # (start in payload, decoded length, byte group) of each frame
+    layout: list[tuple[int, int, int]] = []  # (start in payload, decoded length, byte group) of each frame
     start = 0
     for *_, size, group in parts:
         layout.extend((start + at, min(block, size - at), group) for at in range(0, size, block))

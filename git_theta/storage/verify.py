@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from git_theta.metadata import TensorEntry
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import io
 
 READ_SIZE = 1 << 20
 
@@ -42,7 +45,7 @@ def stream_sha256(stream: BinaryIO) -> str:
     digest = hashlib.sha256()
     buffer = bytearray(READ_SIZE)
     view = memoryview(buffer)
-    while count := stream.readinto(buffer):
+    while count := cast("io.BufferedIOBase", stream).readinto(buffer):  # every binary stream has it; IO omits it
         digest.update(view[:count])
     return digest.hexdigest()
 

@@ -49,7 +49,7 @@ def as_array(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int,
 
 def raw_bytes(array: np.ndarray) -> memoryview:
     """An array's exact bytes in C order (any dtype, including those the buffer protocol does not know)."""
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

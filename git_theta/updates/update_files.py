@@ -16,6 +16,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def _kind_of(parts: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def _pattern(patterns: dict, module: str, default: object) -> object:
+def _pattern(patterns: dict, module: str, default: Any) -> Any:
     for key, value in patterns.items():
         if re.fullmatch(rf"(.*\.)?{key}", module):
             return value

@@ -23,7 +23,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_POST(self) -> None:  # the name http.server calls
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append((self.path, self.headers.get("Authorization"), body))
         if self.server.password and self.headers.get("Authorization") != SECRET:
