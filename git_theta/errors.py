@@ -2,6 +2,7 @@
 
     GitThetaError                  anything git-theta reports to the user (exit code 1)
     ├── UsageError                 a command was called wrongly (exit code 2)
+    │   └── NotARepositoryError    (git/runner.py) run outside a git repository
     ├── MetadataError              (metadata.py) a metadata file cannot be read
     ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
     ├── PluginError                (plugins.py) an unknown or broken plugin

@@ -33,6 +33,7 @@ from git_theta.git.runner import run, split_z
 def add(paths: tuple[str, ...], checkpoint_type: str | None, update_type: str | None, update_path: Path | None) -> None:
     """Stage checkpoints at PATHS (which must be tracked by git-theta)."""
     untracked = sorted(set(paths) - set(tracked_by_theta(list(paths))))
+    _refuse_absent([path for path in paths if not os.path.lexists(path)])
     if untracked:
         raise UsageError(
             f"{untracked[0]} is not tracked by git-theta; run: git theta track '{untracked[0]}' "
@@ -60,6 +61,14 @@ def add(paths: tuple[str, ...], checkpoint_type: str | None, update_type: str | 
         for path in paths:
             _check_out_again(Path(path))
         click.echo(f"git-theta: staged the {update_type} update and checked out the updated weights", err=True)
+
+
+def _refuse_absent(missing: list[str]) -> None:
+    """Refuse paths that are neither in the working tree nor in the index (adding a deleted file stages its removal)."""
+    staged = set(split_z(run("ls-files", "-z", "--", *missing).stdout)) if missing else set()
+    absent = [path for path in missing if path not in staged]
+    if absent:
+        raise UsageError(f"{absent[0]}: no such file in the working tree; name a checkpoint that is there")
 
 
 def _check_out_again(path: Path) -> None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+from pathlib import Path
 
 import click
 
+from git_theta.diffs.status import METADATA, worktree_state
 from git_theta.dtypes import element_count, itemsize
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
-from git_theta.git.repo import resolve_tree
+from git_theta.git.repo import lfs_storage, resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, format_objects, is_metadata
+from git_theta.storage.objects import LfsObjectStore
 
 #: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
 LEGACY_NOTE = "Git-Theta 0.2 format; run git theta migrate"
@@ -28,16 +33,32 @@ def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
     """List the checkpoints tracked at REV (default: the index) and their tensors."""
     rev, paths = _split_args(list(args))
     found = list(_checkpoints(rev, paths))
+    store = LfsObjectStore(lfs_storage())
     if as_json:
-        click.echo(json.dumps({path: _as_json(meta) for path, meta in found}, indent=2))
+        click.echo(json.dumps({path: _as_json(meta, _here(path, meta, rev, store)) for path, meta in found}, indent=2))
         return
     if not found:
         click.echo(f"git-theta: no tracked checkpoints at {rev or 'the index'}", err=True)
     for path, metadata in found:
         if isinstance(metadata, CheckpointMetadata):
-            _print_checkpoint(path, metadata, tensors)
+            _print_checkpoint(path, metadata, tensors, _note(path, *_here(path, metadata, rev, store)))
         else:
             _print_legacy(path, metadata, tensors)
+
+
+def _here(path: str, metadata: CheckpointMetadata | Legacy, rev: str | None, store: LfsObjectStore) -> tuple[bool, int]:
+    """Whether the working tree holds only the metadata (listing the index), and how many objects are not here."""
+    if not isinstance(metadata, CheckpointMetadata):
+        return False, 0
+    lazy = rev is None and worktree_state(Path(path)) == METADATA
+    return lazy, sum(1 for oid in metadata.objects() if not store.has(oid))
+
+
+def _note(path: str, lazy: bool, absent: int) -> str:
+    """What ``git theta ls`` says after a checkpoint's sizes when its weights are not all here."""
+    if lazy:
+        return f"  metadata only (git theta pull {shlex.quote(path)})"
+    return f"  {absent} object(s) not downloaded" if absent else ""
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -53,7 +74,7 @@ def _checkpoints(rev: str | None, paths: list[str]):
         listing = run("ls-tree", "-r", "-z", "--name-only", rev, "--", *paths).stdout
     candidates = tracked_by_theta(list(dict.fromkeys(split_z(listing))))
     if paths and not candidates:
-        raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
+        _explain_no_match(rev, paths)
     with BlobReader() as blobs:
         for path in candidates:
             data = blobs.read(f"{rev or ''}:{path}")
@@ -65,7 +86,18 @@ def _checkpoints(rev: str | None, paths: list[str]):
                 yield path, parse(data, path)
 
 
-def _as_json(metadata: CheckpointMetadata | Legacy) -> dict:
+def _explain_no_match(rev: str | None, paths: list[str]) -> None:
+    """Say why nothing matched: a name that is neither a revision nor a path, or no checkpoint there."""
+    for path in paths:
+        if rev is None and not os.path.lexists(path) and not any(c in path for c in "*?[:"):
+            raise UsageError(
+                f"{path!r} is neither a revision nor a path in the working tree; name a branch, tag or commit, "
+                "or a tracked checkpoint"
+            )
+    raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
+
+
+def _as_json(metadata: CheckpointMetadata | Legacy, here: tuple[bool, int]) -> dict:
     if not isinstance(metadata, CheckpointMetadata):
         return {
             "format": "git-theta 0.2",
@@ -74,16 +106,18 @@ def _as_json(metadata: CheckpointMetadata | Legacy) -> dict:
         }
     return {
         "checkpoint_type": metadata.checkpoint_type,
+        "metadata_only": here[0],
+        "objects_not_downloaded": here[1],
         "tensors": {name: entry.to_json() for name, entry in metadata.tensors.items()},
     }
 
 
-def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool) -> None:
+def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool, note: str) -> None:
     objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}  # shared objects count once
     objects.update((entry.oid, entry.stored) for entry in format_objects(metadata.format))  # a GGUF header's
     click.echo(
         f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, {_size(metadata.total_bytes)}, "
-        f"stored {_size(sum(objects.values()))} in {len(objects)} objects)"
+        f"stored {_size(sum(objects.values()))} in {len(objects)} objects){note}"
     )
     if not tensors or not metadata.tensors:
         return

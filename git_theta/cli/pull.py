@@ -27,6 +27,11 @@ def pull(paths: tuple[str, ...]) -> None:
     lazy = {path: metadata for path in tracked if (metadata := _metadata_in_worktree(root / path)) is not None}
     if not lazy:
         if paths and not tracked:
+            absent = [path for path in paths if not os.path.lexists(path) and not any(c in path for c in "*?[:")]
+            if absent:
+                raise UsageError(
+                    f"no checkpoint tracked by git-theta matches {absent[0]}: there is no such path in the working tree"
+                )
             raise UsageError(f"no checkpoint tracked by git-theta matches {' '.join(paths)}")
         click.echo("git-theta: every checkpoint already has its weights", err=True)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from git_theta.errors import GitThetaError
+from git_theta.errors import GitThetaError, UsageError
 
 
 class GitError(GitThetaError):
@@ -17,6 +17,13 @@ class GitError(GitThetaError):
         self.stderr = stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
         super().__init__(f"'{' '.join(args)}' failed (exit {returncode}): {detail}")
+
+
+class NotARepositoryError(UsageError):
+    """A command that needs a git repository was run outside one."""
+
+    def __init__(self) -> None:
+        super().__init__("not inside a git repository; run this in one (cd into it, or git init first)")
 
 
 def run(
@@ -33,6 +40,8 @@ def run(
     except FileNotFoundError:
         raise GitThetaError("git is not installed or not on PATH; install git first") from None
     if check and result.returncode != 0:
+        if result.returncode == 128 and b"not a git repository" in result.stderr:
+            raise NotARepositoryError()
         raise GitError(command, result.returncode, result.stderr.decode(errors="replace"))
     return result
 
