@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -80,9 +81,9 @@ def _check_out_again(path: Path) -> None:
     aside = path.with_name(f".{path.name}.theta-previous")
     os.replace(path, aside)
     try:
-        result = run("checkout", "--", str(path), check=False)
+        result = run("checkout", "--", str(path), check=False, show_stderr=sys.stderr.isatty())
         if result.returncode != 0:
-            click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+            click.echo((result.stderr or b"").decode(errors="replace"), err=True, nl=False)
             raise SystemExit(result.returncode)
     except BaseException:
         os.replace(aside, path)
@@ -91,7 +92,8 @@ def _check_out_again(path: Path) -> None:
 
 
 def _git_add(args: list[str], env: dict[str, str]) -> None:
-    result = run("add", *args, env=env, check=False)
-    click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+    # At a terminal, git's stderr is ours: the filter's meter shows while it stores a large checkpoint.
+    result = run("add", *args, env=env, check=False, show_stderr=sys.stderr.isatty())
+    click.echo((result.stderr or b"").decode(errors="replace"), err=True, nl=False)
     if result.returncode != 0:
         raise SystemExit(result.returncode)

@@ -11,6 +11,7 @@ from typing import BinaryIO
 from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
 from git_theta.checkpoints.detect import detect
+from git_theta.filters import meter
 from git_theta.filters.context import FilterContext
 from git_theta.filters.represent import cheapest
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
@@ -48,10 +49,12 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         request = UpdateRequest.from_environment()
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
-    for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
-        if spec.name in entries:
-            raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
-        entries[spec.name] = entry
+    with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
+        for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
+            if spec.name in entries:
+                raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
+            entries[spec.name] = entry
+            progress.advance(entry.nbytes)
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.level)  # large byte strings as objects
@@ -73,6 +76,14 @@ def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, Te
         related = known.related(spec.name) if previous is None else None
         entry = cheapest(context, spec, data, digest, previous, related)
     return spec, entry
+
+
+def _file_size(path: str) -> int | None:
+    """The size of the working tree file git is cleaning (git runs filters at the top of the working tree)."""
+    try:
+        return os.stat(path).st_size if path else None
+    except OSError:
+        return None
 
 
 def _pass_through_metadata(data: bytes, path: str) -> bytes:

@@ -8,10 +8,8 @@ directory for us (``git rev-parse --git-path hooks``).
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
-from git_theta.git.command import theta_words
 from git_theta.git.runner import output
 
 MARKER = "# git-theta hook"
@@ -78,6 +76,10 @@ def install_hooks() -> list[str]:
 
 def _hook_text(name: str) -> str:
     """The hook ``name``, running this git-theta by its absolute path (else whichever is on PATH)."""
+    import shlex  # every filter imports this module; it writes hooks once per clone
+
+    from git_theta.git.command import theta_words
+
     words = theta_words()
     return _TEMPLATE.format(
         marker=MARKER, name=name, suffix=CHAIN_SUFFIX, program=shlex.quote(words[0]), command=shlex.join(words)
