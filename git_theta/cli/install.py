@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import click
 
 from git_theta.errors import UsageError
 from git_theta.git import config, hooks, repo
-from git_theta.git.command import theta_command, theta_words, virtual_environment
+from git_theta.git.command import manual_page, theta_command, theta_words, virtual_environment
 from git_theta.git.runner import run
 from git_theta.storage.lfs_transfer import require_git_lfs
 
@@ -45,6 +47,14 @@ def _say_what_git_runs() -> None:
         click.echo(
             f"git-theta: warning: if {environment} is moved or deleted, checkouts of tracked files fail until "
             "git theta install is run again from where git-theta is then installed",
+            err=True,
+        )
+    if shutil.which("man") is None:
+        click.echo("git-theta: note: man is not installed, so git theta --help finds no manual: git theta -h", err=True)
+    elif manual_page(program) is None:
+        click.echo(
+            "git-theta: note: git theta --help finds no manual page (none is installed beside git-theta; an editable "
+            "install has none): git theta -h lists the commands",
             err=True,
         )
 

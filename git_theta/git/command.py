@@ -1,4 +1,4 @@
-"""The command git runs to reach this git-theta: its executable's absolute path, found when git runs it.
+"""The command git runs to reach this git-theta (its executable's absolute path), and the manual git shows for it.
 
 A bare ``git-theta`` would be looked up on PATH, which holds a virtual environment's ``bin`` only while it is active:
 outside it every checkout would fail with "git-theta: not found".
@@ -33,3 +33,14 @@ def virtual_environment(program: str) -> Path | None:
     if sys.prefix == sys.base_prefix:
         return None
     return Path(sys.prefix) if Path(program).is_relative_to(sys.prefix) else None
+
+
+def manual_page(program: str) -> Path | None:
+    """The page ``git help theta`` shows (git runs ``man git-theta``), where pip installs it: None when missing.
+
+    man looks for pages beside the ``bin`` directories on PATH (``<prefix>/share/man``); pip installs ours in
+    ``<prefix>/share/man/man1``. An editable install (``pip install -e``) installs none.
+    """
+    prefixes = (Path(program).parent.parent, Path(os.path.realpath(program)).parent.parent, Path(sys.prefix))
+    pages = [prefix / "share" / "man" / "man1" / "git-theta.1" for prefix in prefixes]
+    return next((page for page in pages if page.is_file()), None)

@@ -32,3 +32,19 @@ def test_a_program_inside_the_running_virtual_environment_is_named(monkeypatch: 
     assert command.virtual_environment("/home/me/.local/bin/git-theta") is None
     monkeypatch.setattr(sys, "prefix", "/usr")
     assert command.virtual_environment("/usr/bin/git-theta") is None
+
+
+def test_the_manual_page_is_found_where_pip_installs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "elsewhere"))
+    program = tmp_path / "prefix" / "bin" / "git-theta"
+    assert command.manual_page(str(program)) is None
+    page = tmp_path / "prefix" / "share" / "man" / "man1" / "git-theta.1"
+    page.parent.mkdir(parents=True)
+    page.write_text(".TH GIT-THETA 1\n")
+    assert command.manual_page(str(program)) == page
+    link = tmp_path / "local" / "bin" / "git-theta"  # pipx: a link in ~/.local/bin to the script in its venv
+    link.parent.mkdir(parents=True)
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    link.symlink_to(program)
+    assert command.manual_page(str(link)) == page
