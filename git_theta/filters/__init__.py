@@ -20,12 +20,12 @@ class _Silent:
 
 
 def meter(label: str, total: int | None) -> Any:
-    """A progress meter (git_theta/progress.py) when stderr is a terminal, else one that draws nothing.
+    """A progress meter (filters/progress.py) when stderr is a terminal, else one that draws nothing.
 
     The meter's module is imported only at a terminal: a filter that git runs in a script starts as cheaply as before.
     """
     if not os.isatty(2):
         return _Silent()
-    from git_theta.progress import Meter
+    from git_theta.filters.progress import Meter
 
     return Meter(label, total)

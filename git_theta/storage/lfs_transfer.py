@@ -65,9 +65,14 @@ def run_lfs(
     env = {**(env if env is not None else os.environ), "GIT_LFS_FORCE_PROGRESS": "1"}
     stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
     with subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, env=env) as process:
+        assert process.stdout is not None
+        # Fed from a thread: a long list of objects must not wait on git-lfs reading it while we read its output.
+        feeder = threading.Thread(target=_feed, args=(process.stdin, input or b""), daemon=True)
         if input is not None:
-            threading.Thread(target=_feed, args=(process.stdin, input), daemon=True).start()
+            feeder.start()
         _relay(process.stdout.fileno())
+        if input is not None:
+            feeder.join()
     return subprocess.CompletedProcess(command, process.returncode, b"", b"")
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from git_theta.progress import Meter, delay
+from git_theta.filters.progress import Meter, delay
 
 
 class Clock:
@@ -70,7 +70,7 @@ def test_git_progress_delay_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_a_long_label_is_cut_so_the_figures_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("git_theta.progress._columns", lambda: 40)
+    monkeypatch.setattr("git_theta.filters.progress._columns", lambda: 40)
     stream, clock = io.StringIO(), Clock()
     meter = Meter("git-theta: storing models/very/deep/path/model.safetensors", 100, stream, clock)
     clock.now += 1
@@ -85,7 +85,7 @@ def test_a_filter_imports_the_meter_only_at_a_terminal() -> None:
         "from git_theta.filters import meter\n"
         "with meter('x', 1) as progress:\n"
         "    progress.advance(1)\n"
-        "print('git_theta.progress' in sys.modules)\n"
+        "print('git_theta.filters.progress' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert result.stdout == "False\n" and result.stderr == ""
