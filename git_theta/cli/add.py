@@ -10,11 +10,10 @@ import click
 
 from git_theta import plugins
 from git_theta.errors import UsageError
-from git_theta.filters.clean import UPDATE_TYPE_ENV
-from git_theta.filters.context import CHECKPOINT_TYPE_ENV
-from git_theta.filters.explicit import UPDATE_PATH_ENV
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.runner import run, split_z
+from git_theta.representations.requested_update import UPDATE_PATH_ENV, UPDATE_TYPE_ENV
+from git_theta.session.context import CHECKPOINT_TYPE_ENV
 
 
 @click.command()

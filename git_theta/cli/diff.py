@@ -8,8 +8,10 @@ import click
 
 from git_theta.cli.revisions import SeparatedCommand, split_args
 from git_theta.diffs.render import SORT_KEYS, as_json, select, table
-from git_theta.diffs.targets import choose_targets, compare_targets
+from git_theta.diffs.result import CheckpointDiff
+from git_theta.diffs.targets import Target, choose_targets, compare_targets
 from git_theta.git.repo import toplevel
+from git_theta.git.runner import run
 
 
 @click.command(cls=SeparatedCommand)
@@ -25,10 +27,24 @@ from git_theta.git.repo import toplevel
     default="auto",
     help="One bar per tensor or per layer (auto: per layer above 60 tensors).",
 )
+@click.option(
+    "--plot-scale",
+    type=click.Choice(["log", "linear"]),
+    default="log",
+    help="Scale of the relative changes (log: linear anyway when one of them is 0).",
+)
 def diff(
-    args: tuple[str, ...], cached: bool, form: str, sort: str, threshold: float, plot_file: str | None, plot_by: str
+    args: tuple[str, ...],
+    cached: bool,
+    form: str,
+    sort: str,
+    threshold: float,
+    plot_file: str | None,
+    plot_by: str,
+    plot_scale: str,
 ) -> None:
-    """Show, per changed tensor, how much it changed (index vs working tree by default, as git diff does)."""
+    """Show, per changed tensor, how much it changed (index vs working tree by default, as git diff does); a sharded
+    model (PATH: its directory or index json) is one checkpoint."""
     top = toplevel()
     revisions, paths = split_args(list(args), top)
     old, new = choose_targets(revisions, cached, str(top))
@@ -42,5 +58,16 @@ def diff(
         from git_theta.diffs.plot import plot
 
         shown = [select(d, sort, threshold) for d in diffs]
-        plot(diffs, shown, f"{labels[0]} -> {labels[1]}", Path(plot_file), plot_by)
+        plot(diffs, shown, _title(diffs, old, new, top), Path(plot_file), plot_by, plot_scale)
         click.echo(f"git-theta: plot written to {plot_file}", err=True)
+
+
+def _title(diffs: list[CheckpointDiff], old: Target, new: Target, top: Path) -> str:
+    """What was compared: the checkpoint (or how many) and both sides, a revision with its commit."""
+    sides = []
+    for target in (old, new):
+        commit = run("rev-parse", "--short", target.rev, cwd=str(top), check=False) if target.rev else None
+        short = commit.stdout.decode().strip() if commit is not None and commit.returncode == 0 else ""
+        sides.append(f"{target.label} ({short})" if short and short != target.label else target.label)
+    what = diffs[0].label if len(diffs) == 1 else f"{len(diffs)} checkpoints"
+    return f"{what}: {sides[0]} -> {sides[1]}"

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shlex
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
+from git_theta.checkpoints.sharded import shards_if_index
+from git_theta.diffs.models import Version, group, version_at
 from git_theta.diffs.status import METADATA, worktree_state
 from git_theta.dtypes import element_count, itemsize
 from git_theta.errors import UsageError
@@ -17,7 +22,7 @@ from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import lfs_storage, resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
-from git_theta.metadata import DENSE, CheckpointMetadata, format_objects, is_metadata
+from git_theta.metadata import DENSE, CheckpointMetadata, TensorEntry, format_objects, is_metadata
 from git_theta.storage.objects import LfsObjectStore
 
 #: Said of every checkpoint still stored as the original Git-Theta 0.2 stored it.
@@ -30,7 +35,7 @@ Legacy = dict[tuple[str, ...], LegacyEntry]
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--tensors/--no-tensors", default=True, help="List each tensor (default) or only the files.")
 def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
-    """List the checkpoints tracked at REV (default: the index) and their tensors."""
+    """List the checkpoints tracked at REV (default: the index) and their tensors, a sharded model as one."""
     rev, paths = _split_args(list(args))
     found = list(_checkpoints(rev, paths))
     store = LfsObjectStore(lfs_storage())
@@ -40,25 +45,10 @@ def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
     if not found:
         click.echo(f"git-theta: no tracked checkpoints at {rev or 'the index'}", err=True)
     for path, metadata in found:
-        if isinstance(metadata, CheckpointMetadata):
+        if isinstance(metadata, (CheckpointMetadata, Model)):
             _print_checkpoint(path, metadata, tensors, _note(path, *_here(path, metadata, rev, store)))
         else:
             _print_legacy(path, metadata, tensors)
-
-
-def _here(path: str, metadata: CheckpointMetadata | Legacy, rev: str | None, store: LfsObjectStore) -> tuple[bool, int]:
-    """Whether the working tree holds only the metadata (listing the index), and how many objects are not here."""
-    if not isinstance(metadata, CheckpointMetadata):
-        return False, 0
-    lazy = rev is None and worktree_state(Path(path)) == METADATA
-    return lazy, sum(1 for oid in metadata.objects() if not store.has(oid))
-
-
-def _note(path: str, lazy: bool, absent: int) -> str:
-    """What ``git theta ls`` says after a checkpoint's sizes when its weights are not all here."""
-    if lazy:
-        return f"  metadata only (git theta pull {shlex.quote(path)})"
-    return f"  {absent} object(s) not downloaded" if absent else ""
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -67,16 +57,36 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
+class Here(NamedTuple):
+    """What of a checkpoint is missing here: its weights in the working tree, objects in the local store."""
+
+    lazy: bool
+    absent: int
+
+
+class Model(NamedTuple):
+    """A sharded checkpoint listed as one: its shards, and each tensor's shard and entry."""
+
+    checkpoint_type: str
+    shards: tuple[str, ...]
+    entries: dict[str, tuple[str, TensorEntry]]
+
+
 def _checkpoints(rev: str | None, paths: list[str]):
     if rev is None:
         listing = run("ls-files", "-z", "--cached", "--", *paths).stdout
     else:
         listing = run("ls-tree", "-r", "-z", "--name-only", rev, "--", *paths).stdout
-    candidates = tracked_by_theta(list(dict.fromkeys(split_z(listing))))
-    if paths and not candidates:
-        _explain_no_match(rev, paths)
     with BlobReader() as blobs:
-        for path in candidates:
+        read = partial(_read, blobs, rev)
+        units = group(split_z(listing), lambda index, _: shards_if_index(index, read(index)), tracked_by_theta)
+        if paths and not units:
+            _explain_no_match(rev, paths)
+        for unit in units:
+            if unit.sharded:
+                yield unit.path, _model(version_at(read, unit.path))
+                continue
+            path = unit.path
             data = blobs.read(f"{rev or ''}:{path}")
             if data is not None and is_metadata(data):
                 yield path, CheckpointMetadata.loads(data)
@@ -97,7 +107,44 @@ def _explain_no_match(rev: str | None, paths: list[str]) -> None:
     raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
 
 
-def _as_json(metadata: CheckpointMetadata | Legacy, here: tuple[bool, int]) -> dict:
+def _here(path: str, metadata: CheckpointMetadata | Model | Legacy, rev: str | None, store: LfsObjectStore) -> Here:
+    """Whether the working tree holds only metadata (listing the index), and how many objects are not here."""
+    if isinstance(metadata, Model):
+        files = list(metadata.shards)
+        objects = {oid for _, entry in metadata.entries.values() for oid in entry.objects()}
+    elif isinstance(metadata, CheckpointMetadata):
+        files, objects = [path], set(metadata.objects())
+    else:
+        return Here(False, 0)
+    lazy = rev is None and any(worktree_state(Path(file)) == METADATA for file in files)
+    return Here(lazy, sum(1 for oid in objects if not store.has(oid)))
+
+
+def _note(path: str, lazy: bool, absent: int) -> str:
+    """What ``git theta ls`` says after a checkpoint's sizes when its weights are not all here."""
+    if lazy:
+        return f"  metadata only (git theta pull {shlex.quote(path)})"
+    return f"  {absent} object(s) not downloaded" if absent else ""
+
+
+def _model(version: Version) -> Model:
+    kinds = [CheckpointMetadata.loads(data).checkpoint_type for data in version.contents if is_metadata(data)]
+    return Model(kinds[0] if kinds else "?", version.shards, version.entries())
+
+
+def _read(blobs: BlobReader, rev: str | None, path: str) -> bytes:
+    return blobs.read(f"{rev or ''}:{path}") or b""
+
+
+def _as_json(metadata: CheckpointMetadata | Model | Legacy, here: Here) -> dict:
+    if isinstance(metadata, Model):
+        return {
+            "checkpoint_type": metadata.checkpoint_type,
+            "shards": list(metadata.shards),
+            "metadata_only": here.lazy,
+            "objects_not_downloaded": here.absent,
+            "tensors": {name: {**e.to_json(), "shard": shard} for name, (shard, e) in metadata.entries.items()},
+        }
     if not isinstance(metadata, CheckpointMetadata):
         return {
             "format": "git-theta 0.2",
@@ -106,27 +153,36 @@ def _as_json(metadata: CheckpointMetadata | Legacy, here: tuple[bool, int]) -> d
         }
     return {
         "checkpoint_type": metadata.checkpoint_type,
-        "metadata_only": here[0],
-        "objects_not_downloaded": here[1],
+        "metadata_only": here.lazy,
+        "objects_not_downloaded": here.absent,
         "tensors": {name: entry.to_json() for name, entry in metadata.tensors.items()},
     }
 
 
-def _print_checkpoint(path: str, metadata: CheckpointMetadata, tensors: bool, note: str) -> None:
-    objects = {entry.oid: entry.stored for entry in metadata.tensors.values()}  # shared objects count once
-    objects.update((entry.oid, entry.stored) for entry in format_objects(metadata.format))  # a GGUF header's
+def _print_checkpoint(path: str, metadata: CheckpointMetadata | Model, tensors: bool, note: str) -> None:
+    if isinstance(metadata, Model):
+        entries = {name: entry for name, (_, entry) in metadata.entries.items()}
+        shard_of = {name: f"  {posixpath.basename(shard)}" for name, (shard, _) in metadata.entries.items()}
+        kind, extra = metadata.checkpoint_type, f"{len(metadata.shards)} shards, "
+    else:
+        entries, shard_of, kind, extra = metadata.tensors, {}, metadata.checkpoint_type, ""
+    objects = {entry.oid: entry.stored for entry in entries.values()}  # shared objects count once
+    if isinstance(metadata, CheckpointMetadata):
+        objects.update((entry.oid, entry.stored) for entry in format_objects(metadata.format))  # a GGUF header's
     click.echo(
-        f"{path}  ({metadata.checkpoint_type}, {len(metadata.tensors)} tensors, {_size(metadata.total_bytes)}, "
+        f"{path}  ({kind}, {extra}{len(entries)} tensors, {_size(sum(e.nbytes for e in entries.values()))}, "
         f"stored {_size(sum(objects.values()))} in {len(objects)} objects){note}"
     )
-    if not tensors or not metadata.tensors:
+    if not tensors or not entries:
         return
-    width = max(len(name) for name in metadata.tensors)
-    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}  update")
-    for name, entry in metadata.tensors.items():
+    width = max(len(name) for name in entries)
+    shard = "  shard" if shard_of else ""
+    click.echo(f"  {'tensor':<{width}}  {'dtype':<8} {'shape':<18} {'bytes':>12} {'stored':>12}  update{shard}")
+    for name, entry in entries.items():
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
         update = entry.update if entry.update == DENSE else f"{entry.update} (depth {len(entry.base)})"
-        click.echo(f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}  {update}")
+        line = f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}  {update}"
+        click.echo(line + shard_of.get(name, ""))
 
 
 def _legacy_json(entry: LegacyEntry) -> dict:

@@ -19,8 +19,19 @@ class SeparatedCommand(click.Command):
         if "--" in args:
             at = args.index("--")
             ctx.meta["git_theta.paths"] = args[at + 1 :]
+            _no_options_after(self, args[at + 1 :])
             args = args[:at]
         return super().parse_args(ctx, args)
+
+
+def _no_options_after(command: click.Command, paths: list[str]) -> None:
+    """Say so when one of our options follows ``--``, where git (and we) read every argument as a path."""
+    names = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    for path in paths:
+        if path.split("=", 1)[0] in names and not os.path.lexists(path):
+            raise UsageError(
+                f"options go before '--' (what follows it are paths, as in git): move {path} before the '--'"
+            )
 
 
 def split_args(args: list[str], top: Path) -> tuple[list[str], list[str]]:

@@ -33,7 +33,7 @@ def table(diffs: list[CheckpointDiff], labels: tuple[str, str], sort: str, thres
     for diff in diffs:
         hidden = len(diff.tensors) - len(select(diff, sort, threshold))
         note = f" ({hidden} below the threshold not shown)" if hidden else ""
-        summary = f"{diff.path} ({labels[0]} -> {labels[1]}): {diff.summary()}{note}\n"
+        summary = f"{diff.label} ({labels[0]} -> {labels[1]}): {diff.summary()}{note}\n"
         blocks.append(summary + changed_tensors(diff, sort, threshold))
     return "\n".join(blocks)
 

@@ -78,6 +78,18 @@ class CheckpointDiff:
     new_tensors: int = 0
     tensors: list[TensorDiff] = field(default_factory=list)
     unchanged: int = 0
+    #: For a sharded model (``path`` is its index json): its shard files on each side.
+    old_shards: list[str] = field(default_factory=list)
+    new_shards: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The path, and for a sharded model its number of shards on each side."""
+        counts = [len(shards) for shards in (self.old_shards, self.new_shards) if shards]
+        if not counts:
+            return self.path
+        shown = str(counts[0]) if len(set(counts)) == 1 else " -> ".join(map(str, counts))
+        return f"{self.path}, {shown} shards"
 
     def count(self, status: str) -> int:
         """Number of tensors with ``status``."""
@@ -101,9 +113,11 @@ class CheckpointDiff:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form."""
+        """The JSON form (with the shard files of a sharded model)."""
+        shards = {"old_shards": self.old_shards, "new_shards": self.new_shards}
         return {
             "path": self.path,
+            **(shards if self.old_shards or self.new_shards else {}),
             "old_tensors": self.old_tensors,
             "new_tensors": self.new_tensors,
             "changed": self.count(MODIFIED),

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from git_theta.metadata import TensorEntry
+from git_theta.representations.read import read_tensor, tensor_label
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
-from git_theta.storage.tensors import read_tensor, tensor_label
 
 Fetch = Callable[[dict[str, int]], None]
 
@@ -24,13 +24,14 @@ class ObjectReader:
         self._lock = threading.Lock()  # tensors are decoded on several threads; one download at a time
 
     @classmethod
-    def for_repository(cls, download: bool = True) -> ObjectReader:
-        """The reader of the current repository's Git LFS storage (downloading through git-lfs if ``download``)."""
+    def for_repository(cls, download: bool = True, cwd: str | None = None) -> ObjectReader:
+        """The reader of the Git LFS storage of the repository at ``cwd`` (downloading through git-lfs if
+        ``download``)."""
         from git_theta.git.repo import lfs_storage
         from git_theta.storage.lfs_transfer import fetch_objects
 
-        store = LfsObjectStore(lfs_storage())
-        return cls(store, partial(fetch_objects, store=store) if download else None)
+        store = LfsObjectStore(lfs_storage(cwd))
+        return cls(store, partial(fetch_objects, store=store, cwd=cwd) if download else None)
 
     @property
     def fetch(self) -> Fetch | None:

@@ -52,7 +52,11 @@ def push_objects(remote: str, oids: list[str], progress: bool = False) -> None:
 
 
 def run_lfs(
-    command: list[str], progress: bool, input: bytes | None = None, env: dict[str, str] | None = None
+    command: list[str],
+    progress: bool,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run git-lfs; with ``progress``, its meter and messages go to our stderr, else both streams are kept.
 
@@ -61,10 +65,10 @@ def run_lfs(
     leaving out the line that names our throw-away commit.
     """
     if not progress:
-        return subprocess.run(command, input=input, env=env, capture_output=True)
+        return subprocess.run(command, input=input, cwd=cwd, env=env, capture_output=True)
     env = {**(env if env is not None else os.environ), "GIT_LFS_FORCE_PROGRESS": "1"}
     stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
-    with subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, env=env) as process:
+    with subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, cwd=cwd, env=env) as process:
         assert process.stdout is not None
         # Fed from a thread: a long list of objects must not wait on git-lfs reading it while we read its output.
         feeder = threading.Thread(target=_feed, args=(process.stdin, input or b""), daemon=True)
@@ -128,8 +132,9 @@ def download_missing(
     return {}, ""
 
 
-def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
-    """Download objects (oid -> size) from the default remote into ``store``, batched and concurrently.
+def fetch_objects(objects: dict[str, int], store: ObjectStore, cwd: str | None = None) -> None:
+    """Download objects (oid -> size) from the default remote of the repository at ``cwd`` into ``store``, batched
+    and concurrently.
 
     Git LFS has no fetch by object id: it finds objects through pointer files in commits. So we write a commit that
     no ref points to, holding one pointer file per object, and let ``git lfs fetch`` download what it points to, with
@@ -138,14 +143,14 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
     """
     if not objects:
         return
-    remote = default_remote()
+    remote = default_remote(cwd)
     if remote is None:
         raise TransferError("the repository has no remote to download them from", list(objects))
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
     interactive = sys.stderr.isatty()
     try:
-        command = ["git", "lfs", "fetch", remote, _pointer_commit(objects)]
-        result = run_lfs(command, interactive, env=env)
+        command = ["git", "lfs", "fetch", remote, _pointer_commit(objects, cwd)]
+        result = run_lfs(command, interactive, env=env, cwd=cwd)
     except (OSError, GitError) as exc:
         raise TransferError(f"could not start git-lfs to download them ({exc})", list(objects)) from exc
     failed = [oid for oid in objects if not store.has(oid)]
@@ -156,7 +161,7 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore) -> None:
         raise TransferError(reason, failed)
 
 
-def _pointer_commit(objects: dict[str, int]) -> str:
+def _pointer_commit(objects: dict[str, int], cwd: str | None = None) -> str:
     """Write a commit whose tree holds one Git LFS pointer file per object; return its id."""
     import tempfile  # only when downloading
 
@@ -167,12 +172,13 @@ def _pointer_commit(objects: dict[str, int]) -> str:
             with open(path, "w", encoding="ascii") as handle:
                 handle.write(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
             paths.append(path)
-        blobs = output("hash-object", "-w", "--no-filters", "--stdin-paths", input="\n".join(paths).encode() + b"\n")
+        listed = "\n".join(paths).encode() + b"\n"
+        blobs = output("hash-object", "-w", "--no-filters", "--stdin-paths", input=listed, cwd=cwd)
     listing = "".join(f"100644 blob {blob}\t{oid}\n" for oid, blob in zip(objects, blobs.split(), strict=True))
-    tree = output("mktree", input=listing.encode())
+    tree = output("mktree", input=listing.encode(), cwd=cwd)
     identity = {"GIT_AUTHOR_NAME": "git-theta", "GIT_AUTHOR_EMAIL": "git-theta@localhost"}
     identity |= {"GIT_COMMITTER_NAME": "git-theta", "GIT_COMMITTER_EMAIL": "git-theta@localhost"}
-    result = run("commit-tree", tree, "-m", "git-theta: objects to download", env={**os.environ, **identity})
+    result = run("commit-tree", tree, "-m", "git-theta: objects to download", env={**os.environ, **identity}, cwd=cwd)
     return result.stdout.decode().strip()
 
 

@@ -196,6 +196,9 @@ def test_sort_and_threshold(repo: Path) -> None:
     assert names("--sort", "rel") == ["layer1.weight", "layer2.weight", "layer0.weight"]
     assert names("--sort", "name") == ["layer0.weight", "layer1.weight", "layer2.weight"]
     assert names("--sort", "l2", "--threshold", "1e-3") == ["layer1.weight", "layer2.weight"]
+    # As docs/diff.md writes it: options before '--', paths after.
+    documented = names("HEAD", "--sort", "rel", "--threshold", "1e-3", "--", "model.safetensors")
+    assert documented == ["layer1.weight", "layer2.weight"]
     out = theta("diff", "--threshold", "0.05", cwd=repo).stdout.decode()
     assert "(2 below the threshold not shown)" in out and "3 changed" in out
     shown = diff_json(repo, "--threshold", "1e-3")
@@ -286,6 +289,8 @@ def test_install_writes_the_diff_driver(isolated_git: Path) -> None:
         (("diff", "HEAD", "HEAD", "HEAD"), "give at most two revisions"),
         (("log", "notes.txt"), "notes.txt is not tracked by git-theta"),
         (("log",), "name exactly one checkpoint path"),
+        (("diff", "HEAD", "HEAD", "--", "model.safetensors", "--sort", "rel"), "options go before '--'"),
+        (("log", "--", "model.safetensors", "-n", "1"), "move -n before the '--'"),
     ],
 )
 def test_bad_input_is_one_clear_line(repo: Path, args: tuple[str, ...], message: str) -> None:
