@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -32,6 +33,7 @@ from git_theta.session.context import CHECKPOINT_TYPE_ENV
 def add(paths: tuple[str, ...], checkpoint_type: str | None, update_type: str | None, update_path: Path | None) -> None:
     """Stage checkpoints at PATHS (which must be tracked by git-theta)."""
     untracked = sorted(set(paths) - set(tracked_by_theta(list(paths))))
+    _refuse_absent([path for path in paths if not os.path.lexists(path)])
     if untracked:
         raise UsageError(
             f"{untracked[0]} is not tracked by git-theta; run: git theta track '{untracked[0]}' "
@@ -61,6 +63,14 @@ def add(paths: tuple[str, ...], checkpoint_type: str | None, update_type: str | 
         click.echo(f"git-theta: staged the {update_type} update and checked out the updated weights", err=True)
 
 
+def _refuse_absent(missing: list[str]) -> None:
+    """Refuse paths that are neither in the working tree nor in the index (adding a deleted file stages its removal)."""
+    staged = set(split_z(run("ls-files", "-z", "--", *missing).stdout)) if missing else set()
+    absent = [path for path in missing if path not in staged]
+    if absent:
+        raise UsageError(f"{absent[0]}: no such file in the working tree; name a checkpoint that is there")
+
+
 def _check_out_again(path: Path) -> None:
     """Replace the working file (the previous weights) with the staged, updated ones.
 
@@ -70,9 +80,9 @@ def _check_out_again(path: Path) -> None:
     aside = path.with_name(f".{path.name}.theta-previous")
     os.replace(path, aside)
     try:
-        result = run("checkout", "--", str(path), check=False)
+        result = run("checkout", "--", str(path), check=False, show_stderr=sys.stderr.isatty())
         if result.returncode != 0:
-            click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+            click.echo((result.stderr or b"").decode(errors="replace"), err=True, nl=False)
             raise SystemExit(result.returncode)
     except BaseException:
         os.replace(aside, path)
@@ -81,7 +91,8 @@ def _check_out_again(path: Path) -> None:
 
 
 def _git_add(args: list[str], env: dict[str, str]) -> None:
-    result = run("add", *args, env=env, check=False)
-    click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+    # At a terminal, git's stderr is ours: the filter's meter shows while it stores a large checkpoint.
+    result = run("add", *args, env=env, check=False, show_stderr=sys.stderr.isatty())
+    click.echo((result.stderr or b"").decode(errors="replace"), err=True, nl=False)
     if result.returncode != 0:
         raise SystemExit(result.returncode)

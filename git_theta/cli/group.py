@@ -13,6 +13,8 @@ COMMANDS = {
     "install": "git_theta.cli.install:install",
     "uninstall": "git_theta.cli.install:uninstall",
     "track": "git_theta.cli.track:track",
+    "untrack": "git_theta.cli.untrack:untrack",
+    "status": "git_theta.cli.status:status",
     "add": "git_theta.cli.add:add",
     "ls": "git_theta.cli.ls:ls",
     "diff": "git_theta.cli.diff:diff",

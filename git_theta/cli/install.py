@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import click
 
 from git_theta.errors import UsageError
 from git_theta.git import config, hooks, repo
+from git_theta.git.command import manual_page, theta_command, theta_words, virtual_environment
 from git_theta.git.runner import run
 from git_theta.storage.lfs_transfer import require_git_lfs
 
@@ -21,16 +24,39 @@ def install(local: bool) -> None:
     lfs_version = require_git_lfs()
     if local and not _in_repository():
         raise UsageError("--local needs a git repository; run it inside one")
-    config.set_values({**config.FILTER_CONFIG, **config.DIFF_CONFIG, **config.MERGE_CONFIG}, local)
+    config.set_values(config.drivers_config(), local)
     click.echo(
         f"git-theta: filter, diff and merge drivers 'theta' configured in the {'local' if local else 'global'} "
         f"git config ({lfs_version})"
     )
+    _say_what_git_runs()
     if _in_repository():
         repo.toplevel()
         written = hooks.install_hooks()
         if written:
             click.echo(f"git-theta: installed hooks: {', '.join(written)} (in {hooks.hooks_dir()})")
+
+
+def _say_what_git_runs() -> None:
+    """Name the program git will run, and warn when it lives in a virtual environment that may go away."""
+    program = theta_words()[0]
+    environment = virtual_environment(program)
+    where = f" (in the virtual environment {environment}, whether it is active or not)" if environment else ""
+    click.echo(f"git-theta: git will run {theta_command()}{where}")
+    if environment is not None:
+        click.echo(
+            f"git-theta: warning: if {environment} is moved or deleted, checkouts of tracked files fail until "
+            "git theta install is run again from where git-theta is then installed",
+            err=True,
+        )
+    if shutil.which("man") is None:
+        click.echo("git-theta: note: man is not installed, so git theta --help finds no manual: git theta -h", err=True)
+    elif manual_page(program) is None:
+        click.echo(
+            "git-theta: note: git theta --help finds no manual page (none is installed beside git-theta; an editable "
+            "install has none): git theta -h lists the commands",
+            err=True,
+        )
 
 
 @click.command()

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import shlex
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
 from git_theta.checkpoints.sharded import shards_if_index
 from git_theta.diffs.models import Version, group, version_at
+from git_theta.diffs.status import METADATA, worktree_state
 from git_theta.dtypes import element_count, itemsize
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
-from git_theta.git.repo import resolve_tree
+from git_theta.git.repo import lfs_storage, resolve_tree
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, TensorEntry, format_objects, is_metadata
+from git_theta.storage.objects import LfsObjectStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,14 +41,15 @@ def ls(args: tuple[str, ...], as_json: bool, tensors: bool) -> None:
     """List the checkpoints tracked at REV (default: the index) and their tensors, a sharded model as one."""
     rev, paths = _split_args(list(args))
     found = list(_checkpoints(rev, paths))
+    store = LfsObjectStore(lfs_storage())
     if as_json:
-        click.echo(json.dumps({path: _as_json(meta) for path, meta in found}, indent=2))
+        click.echo(json.dumps({path: _as_json(meta, _here(path, meta, rev, store)) for path, meta in found}, indent=2))
         return
     if not found:
         click.echo(f"git-theta: no tracked checkpoints at {rev or 'the index'}", err=True)
     for path, metadata in found:
         if isinstance(metadata, (CheckpointMetadata, Model)):
-            _print_checkpoint(path, metadata, tensors)
+            _print_checkpoint(path, metadata, tensors, _note(path, *_here(path, metadata, rev, store)))
         else:
             _print_legacy(path, metadata, tensors)
 
@@ -52,6 +58,13 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     if args and resolve_tree(args[0]) is not None:
         return args[0], args[1:]
     return None, args
+
+
+class Here(NamedTuple):
+    """What of a checkpoint is missing here: its weights in the working tree, objects in the local store."""
+
+    lazy: bool
+    absent: int
 
 
 class Model(NamedTuple):
@@ -71,7 +84,7 @@ def _checkpoints(rev: str | None, paths: list[str]) -> Iterator[tuple[str, Check
         read = partial(_read, blobs, rev)
         units = group(split_z(listing), lambda index, _: shards_if_index(index, read(index)), tracked_by_theta)
         if paths and not units:
-            raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
+            _explain_no_match(rev, paths)
         for unit in units:
             if unit.sharded:
                 yield unit.path, _model(version_at(read, unit.path))
@@ -86,6 +99,37 @@ def _checkpoints(rev: str | None, paths: list[str]) -> Iterator[tuple[str, Check
                 yield path, parse(data, path)
 
 
+def _explain_no_match(rev: str | None, paths: list[str]) -> None:
+    """Say why nothing matched: a name that is neither a revision nor a path, or no checkpoint there."""
+    for path in paths:
+        if rev is None and not os.path.lexists(path) and not any(c in path for c in "*?[:"):
+            raise UsageError(
+                f"{path!r} is neither a revision nor a path in the working tree; name a branch, tag or commit, "
+                "or a tracked checkpoint"
+            )
+    raise UsageError(f"no tracked checkpoint matches {' '.join(paths)} at {rev or 'the index'}")
+
+
+def _here(path: str, metadata: CheckpointMetadata | Model | Legacy, rev: str | None, store: LfsObjectStore) -> Here:
+    """Whether the working tree holds only metadata (listing the index), and how many objects are not here."""
+    if isinstance(metadata, Model):
+        files = list(metadata.shards)
+        objects = {oid for _, entry in metadata.entries.values() for oid in entry.objects()}
+    elif isinstance(metadata, CheckpointMetadata):
+        files, objects = [path], set(metadata.objects())
+    else:
+        return Here(False, 0)
+    lazy = rev is None and any(worktree_state(Path(file)) == METADATA for file in files)
+    return Here(lazy, sum(1 for oid in objects if not store.has(oid)))
+
+
+def _note(path: str, lazy: bool, absent: int) -> str:
+    """What ``git theta ls`` says after a checkpoint's sizes when its weights are not all here."""
+    if lazy:
+        return f"  metadata only (git theta pull {shlex.quote(path)})"
+    return f"  {absent} object(s) not downloaded" if absent else ""
+
+
 def _model(version: Version) -> Model:
     kinds = [CheckpointMetadata.loads(data).checkpoint_type for data in version.contents if is_metadata(data)]
     return Model(kinds[0] if kinds else "?", version.shards, version.entries())
@@ -95,11 +139,13 @@ def _read(blobs: BlobReader, rev: str | None, path: str) -> bytes:
     return blobs.read(f"{rev or ''}:{path}") or b""
 
 
-def _as_json(metadata: CheckpointMetadata | Model | Legacy) -> dict:
+def _as_json(metadata: CheckpointMetadata | Model | Legacy, here: Here) -> dict:
     if isinstance(metadata, Model):
         return {
             "checkpoint_type": metadata.checkpoint_type,
             "shards": list(metadata.shards),
+            "metadata_only": here.lazy,
+            "objects_not_downloaded": here.absent,
             "tensors": {name: {**e.to_json(), "shard": shard} for name, (shard, e) in metadata.entries.items()},
         }
     if not isinstance(metadata, CheckpointMetadata):
@@ -110,11 +156,13 @@ def _as_json(metadata: CheckpointMetadata | Model | Legacy) -> dict:
         }
     return {
         "checkpoint_type": metadata.checkpoint_type,
+        "metadata_only": here.lazy,
+        "objects_not_downloaded": here.absent,
         "tensors": {name: entry.to_json() for name, entry in metadata.tensors.items()},
     }
 
 
-def _print_checkpoint(path: str, metadata: CheckpointMetadata | Model, tensors: bool) -> None:
+def _print_checkpoint(path: str, metadata: CheckpointMetadata | Model, tensors: bool, note: str) -> None:
     if isinstance(metadata, Model):
         entries = {name: entry for name, (_, entry) in metadata.entries.items()}
         shard_of = {name: f"  {posixpath.basename(shard)}" for name, (shard, _) in metadata.entries.items()}
@@ -126,7 +174,7 @@ def _print_checkpoint(path: str, metadata: CheckpointMetadata | Model, tensors: 
         objects.update((entry.oid, entry.stored) for entry in format_objects(metadata.format))  # a GGUF header's
     click.echo(
         f"{path}  ({kind}, {extra}{len(entries)} tensors, {_size(sum(e.nbytes for e in entries.values()))}, "
-        f"stored {_size(sum(objects.values()))} in {len(objects)} objects)"
+        f"stored {_size(sum(objects.values()))} in {len(objects)} objects){note}"
     )
     if not tensors or not entries:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -27,6 +28,11 @@ def pull(paths: tuple[str, ...]) -> None:
     lazy = {path: metadata for path in tracked if (metadata := _metadata_in_worktree(root / path)) is not None}
     if not lazy:
         if paths and not tracked:
+            absent = [path for path in paths if not os.path.lexists(path) and not any(c in path for c in "*?[:")]
+            if absent:
+                raise UsageError(
+                    f"no checkpoint tracked by git-theta matches {absent[0]}: there is no such path in the working tree"
+                )
             raise UsageError(f"no checkpoint tracked by git-theta matches {' '.join(paths)}")
         click.echo("git-theta: every checkpoint already has its weights", err=True)
         return
@@ -62,11 +68,15 @@ def _check_out(root: Path, path: str) -> None:
     aside = _aside(target)
     os.replace(target, aside)
     env = {key: value for key, value in os.environ.items() if key != "GIT_LFS_SKIP_SMUDGE"}
-    result = run("-c", f"{LAZY_KEY}=false", "checkout", "--", path, cwd=str(root), env=env, check=False)
+    # At a terminal, git's stderr is ours: the filter's meter shows while it writes the checkpoint.
+    result = run(
+        "-c", f"{LAZY_KEY}=false", "checkout", "-q", "--", path,
+        cwd=str(root), env=env, check=False, show_stderr=sys.stderr.isatty(),
+    )  # fmt: skip
     if result.returncode != 0 or not target.exists():
         target.unlink(missing_ok=True)
         os.replace(aside, target)
-        click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
+        click.echo((result.stderr or b"").decode(errors="replace"), err=True, nl=False)
         raise SystemExit(result.returncode or 1)
     aside.unlink()
 

@@ -10,6 +10,7 @@ from typing import BinaryIO, cast
 from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.detect import detect
+from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
 from git_theta.representations.cheapest import store_tensor
@@ -47,14 +48,24 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         assert request is not None  # the variable it reads is set
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
-    for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
-        if spec.name in entries:
-            raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
-        entries[spec.name] = entry
+    with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
+        for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
+            if spec.name in entries:
+                raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
+            entries[spec.name] = entry
+            progress.advance(entry.nbytes)
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects
     return CheckpointMetadata(plugin.name, entries, format_data).dumps()
+
+
+def _file_size(path: str) -> int | None:
+    """The size of the working tree file git is cleaning (git runs filters at the top of the working tree)."""
+    try:
+        return os.stat(path).st_size if path else None
+    except OSError:
+        return None
 
 
 def _pass_through_metadata(data: bytes, path: str) -> bytes:

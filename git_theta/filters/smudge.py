@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from git_theta import legacy
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
+from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import frame_executor, ordered_map
 from git_theta.representations.read import read_tensor, tensor_label
@@ -56,9 +57,26 @@ def smudge(data: bytes, path: str, context: Session) -> Writer:
         else:
             load_one = partial(load_tensor, context.store)
             tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
-        plugin().write(format_data, specs, tensors, out)
+        with meter(f"git-theta: checking out {path}", metadata.total_bytes) as progress:
+            plugin().write(format_data, specs, _counted(tensors, progress), out)
 
     return write
+
+
+def _counted(tensors: Iterator[Any], progress: Any) -> Iterator[Any]:
+    """``tensors`` (each bytes, or an iterator over its blocks), counted by ``progress`` as the writer takes them."""
+    for tensor in tensors:
+        if isinstance(tensor, (bytes, bytearray, memoryview)):
+            yield tensor
+            progress.advance(len(tensor))
+        else:
+            yield _counted_blocks(tensor, progress)
+
+
+def _counted_blocks(blocks: Iterator[memoryview], progress: Any) -> Iterator[memoryview]:
+    for block in blocks:
+        yield block
+        progress.advance(len(block))
 
 
 def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memoryview:

@@ -14,6 +14,8 @@ from git_theta.git.runner import output, run, split_z
 #: (``core.autocrlf``, ``core.eol``, ``text=auto``), or a clone's metadata and checkpoints come out changed.
 BINARY = "-text"
 TRACK_ATTRIBUTES = f"filter=theta diff=theta merge=theta {BINARY}"
+#: The attributes ``git theta track`` writes that ``git theta untrack`` removes (``-text`` may be another tool's).
+_OURS = frozenset(TRACK_ATTRIBUTES.split()) - {BINARY}
 #: A gitattribute that names a file's checkpoint format, e.g. ``*.ckpt filter=theta theta-checkpoint=torch``.
 CHECKPOINT_ATTRIBUTE = "theta-checkpoint"
 #: What git reads at the start of a .gitattributes line as something other than a plain pattern.
@@ -104,17 +106,82 @@ class AttributesLine(NamedTuple):
 
 def lines_without_binary() -> list[AttributesLine]:
     """Return every theta line without ``-text`` in the attributes files git reads (info/attributes, .gitattributes)."""
-    files = {Path(output("rev-parse", "--path-format=absolute", "--git-path", "info/attributes")): False}
+    return [line for line in tracking_lines() if needs_binary(line.text)]
+
+
+def tracking_lines() -> list[AttributesLine]:
+    """Return every line that hands files to git-theta, in the attributes files git reads."""
+    return [
+        AttributesLine(path, number, line.rstrip("\r\n"), top_level)
+        for path, top_level in _attributes_files().items()
+        for number, line in enumerate(_read_lines(path), 1)
+        if _is_tracking(line)
+    ]
+
+
+def _attributes_files() -> dict[Path, bool]:
+    """The .gitattributes files of the working tree (top level first) and info/attributes; True for the top level."""
+    files = {}
     if output("rev-parse", "--is-bare-repository") == "false":
         root = Path(output("rev-parse", "--show-toplevel"))
         listed = split_z(run("ls-files", "-z", "--", ":(glob)**/.gitattributes", cwd=str(root)).stdout)
         files.update({root / name: name == ".gitattributes" for name in sorted({".gitattributes", *listed})})
-    return [
-        AttributesLine(path, number, line.rstrip("\r\n"), top_level)
-        for path, top_level in files.items()
-        for number, line in enumerate(_read_lines(path), 1)
-        if needs_binary(line)
-    ]
+    files[Path(output("rev-parse", "--path-format=absolute", "--git-path", "info/attributes"))] = False
+    files[_global_attributes()] = False
+    return files
+
+
+def _global_attributes() -> Path:
+    """``core.attributesFile``, else git's default ``$XDG_CONFIG_HOME/git/attributes``."""
+    configured = run("config", "--type=path", "--get", "core.attributesFile", check=False).stdout.decode().strip()
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "git" / "attributes"
+
+
+def _is_tracking(line: str) -> bool:
+    fields = line.split()
+    return len(fields) > 1 and not fields[0].startswith("#") and "filter=theta" in fields[1:]
+
+
+def remove_tracking(root: Path, patterns: list[str]) -> None:
+    """Remove git-theta's attributes for ``patterns`` from ``root/.gitattributes`` (a line left empty goes).
+
+    Every pattern must be tracked there; otherwise nothing is written and the error says where it is tracked, if
+    anywhere. Attributes of other tools on the same line, and the other lines, are kept.
+    """
+    path = root / ".gitattributes"
+    escaped = {escape_pattern(pattern): pattern for pattern in patterns}
+    lines = _read_lines(path)
+    found = {line.split()[0] for line in lines if _is_tracking(line)}
+    for field, pattern in escaped.items():
+        if field not in found:
+            raise UsageError(_not_tracked_here(pattern, field))
+    kept = [line for line in (_without_ours(line, escaped) for line in lines) if line is not None]
+    _write_atomic(path, "".join(kept))
+
+
+def _without_ours(line: str, escaped: dict[str, str]) -> str | None:
+    """``line`` without git-theta's attributes when its pattern is one of ``escaped``; None when nothing is left."""
+    fields = line.split()
+    if not _is_tracking(line) or fields[0] not in escaped:
+        return line
+    rest = [f for f in fields[1:] if f not in _OURS and not f.startswith(f"{CHECKPOINT_ATTRIBUTE}=")]
+    if set(rest) <= {BINARY}:
+        return None
+    body = line.rstrip("\r\n")
+    return " ".join([fields[0], *rest]) + line[len(body) :]
+
+
+def _not_tracked_here(pattern: str, field: str) -> str:
+    elsewhere = [line for line in tracking_lines() if line.text.split()[0] == field]
+    if elsewhere:
+        where = elsewhere[0]
+        return (
+            f"{pattern!r} is tracked by {os.path.relpath(where.path)}:{where.number}, not by the top-level "
+            ".gitattributes; remove it from that file"
+        )
+    return f"{pattern!r} is not tracked by git-theta (git theta track lists the tracked patterns)"
 
 
 def _read_lines(path: Path) -> list[str]:

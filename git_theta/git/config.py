@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from git_theta.git.command import theta_command
 from git_theta.git.runner import run
 
-#: What ``git theta install`` writes: a long-running filter, with single-shot commands as a fallback.
+#: What ``git theta install`` writes (after the command that runs git-theta): a long-running filter, with
+#: single-shot commands as a fallback.
 FILTER_CONFIG = {
-    "filter.theta.process": "git-theta filter-process",
-    "filter.theta.clean": "git-theta clean %f",
-    "filter.theta.smudge": "git-theta smudge %f",
+    "filter.theta.process": "{theta} filter-process",
+    "filter.theta.clean": "{theta} clean %f",
+    "filter.theta.smudge": "{theta} smudge %f",
     "filter.theta.required": "true",
 }
 
@@ -16,8 +18,8 @@ FILTER_CONFIG = {
 #: ``git log -p --ext-diff``) through the external command, one line per tensor in ``git log -p`` and ``git show``
 #: through textconv.
 DIFF_CONFIG = {
-    "diff.theta.command": "git-theta diff-driver",
-    "diff.theta.textconv": "git-theta textconv",
+    "diff.theta.command": "{theta} diff-driver",
+    "diff.theta.textconv": "{theta} textconv",
 }
 
 
@@ -25,8 +27,16 @@ DIFF_CONFIG = {
 #: ours and theirs, and the path; it merges tensor by tensor and writes the result over ours.
 MERGE_CONFIG = {
     "merge.theta.name": "git-theta: merge checkpoints tensor by tensor",
-    "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
+    "merge.theta.driver": "{theta} merge-driver %O %A %B %P",
 }
+
+
+def drivers_config() -> dict[str, str]:
+    """The filter, diff and merge driver settings, each running this git-theta by its absolute path."""
+    theta = theta_command()
+    return {
+        key: value.replace("{theta}", theta) for key, value in {**FILTER_CONFIG, **DIFF_CONFIG, **MERGE_CONFIG}.items()
+    }
 
 
 def scope_flag(local: bool) -> str:

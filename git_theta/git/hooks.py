@@ -27,11 +27,14 @@ if [ -x "$chained" ]; then
 elif [ -n "$(git config --get filter.lfs.process)" ] && command -v git-lfs >/dev/null 2>&1; then
   printf '%s' "$input" | git lfs {name} "$@" || exit $?
 fi
-command -v git-theta >/dev/null 2>&1 || {{
-  echo >&2 "git-theta is not on PATH: it is needed by this repository's {name} hook (pip install git-theta)."
+if [ -x {program} ]; then
+  printf '%s' "$input" | {command} hook {name} "$@"
+elif command -v git-theta >/dev/null 2>&1; then
+  printf '%s' "$input" | git-theta hook {name} "$@"
+else
+  echo >&2 "git-theta is neither at "{program}" nor on PATH; this {name} hook needs it (pip install git-theta)."
   exit 2
-}}
-printf '%s' "$input" | git-theta hook {name} "$@"
+fi
 """
 
 
@@ -64,11 +67,23 @@ def install_hooks() -> list[str]:
         path = directory / name
         if path.exists() and not is_ours(path):
             os.replace(path, directory / (name + CHAIN_SUFFIX))
-        text = _TEMPLATE.format(marker=MARKER, name=name, suffix=CHAIN_SUFFIX)
+        text = _hook_text(name)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             _write_executable(directory / name, text)
             written.append(name)
     return written
+
+
+def _hook_text(name: str) -> str:
+    """The hook ``name``, running this git-theta by its absolute path (else whichever is on PATH)."""
+    import shlex  # every filter imports this module; it writes hooks once per clone
+
+    from git_theta.git.command import theta_words
+
+    words = theta_words()
+    return _TEMPLATE.format(
+        marker=MARKER, name=name, suffix=CHAIN_SUFFIX, program=shlex.quote(words[0]), command=shlex.join(words)
+    )
 
 
 def _write_executable(path: Path, text: str) -> None:

@@ -28,7 +28,9 @@ def toplevel(cwd: str | None = None) -> Path:
     try:
         return Path(output("rev-parse", "--show-toplevel", cwd=cwd))
     except GitError:
-        raise UsageError("not inside a git working tree; run this in one") from None
+        raise UsageError(
+            "not inside a git working tree; run this in a checkout, not in a bare repository or a .git directory"
+        ) from None
 
 
 #: ``git config theta.lazy true``: check checkpoints out as metadata only, until ``git theta pull``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from git_theta.errors import GitThetaError
+from git_theta.errors import GitThetaError, UsageError
 
 
 class GitError(GitThetaError):
@@ -19,21 +19,37 @@ class GitError(GitThetaError):
         super().__init__(f"'{' '.join(args)}' failed (exit {returncode}): {detail}")
 
 
+class NotARepositoryError(UsageError):
+    """A command that needs a git repository was run outside one."""
+
+    def __init__(self) -> None:
+        super().__init__("not inside a git repository; run this in one (cd into it, or git init first)")
+
+
 def run(
     *args: str,
     input: bytes | None = None,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    show_stderr: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git *args`` and return the completed process; raise GitError on failure when ``check``."""
+    """Run ``git *args`` and return the completed process; raise GitError on failure when ``check``.
+
+    With ``show_stderr``, git's stderr is ours (its messages, and the progress of the filters it runs, reach the
+    terminal) and ``stderr`` is left None.
+    """
     command = ["git", *args]
+    stderr = None if show_stderr else subprocess.PIPE
     try:
-        result = subprocess.run(command, input=input, cwd=cwd, env=env, capture_output=True, check=False)
+        result = subprocess.run(command, input=input, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr)
     except FileNotFoundError:
         raise GitThetaError("git is not installed or not on PATH; install git first") from None
     if check and result.returncode != 0:
-        raise GitError(command, result.returncode, result.stderr.decode(errors="replace"))
+        said = result.stderr or b""
+        if result.returncode == 128 and b"not a git repository" in said:
+            raise NotARepositoryError()
+        raise GitError(command, result.returncode, said.decode(errors="replace") or "see git's messages above")
     return result
 
 

@@ -48,6 +48,16 @@ def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
     return blobs
 
 
+def unmerged_paths(pathspecs: list[str], cwd: str) -> set[str]:
+    """Return the paths whose index entries are in conflict (stages 1 to 3)."""
+    listing = run("ls-files", "-u", "-z", "--", *pathspecs, cwd=cwd).stdout
+    return {
+        record.partition(b"\t")[2].decode("utf-8", errors="surrogateescape")
+        for record in listing.split(b"\0")
+        if record
+    }
+
+
 def worktree_changes(pathspecs: list[str], cwd: str) -> set[str]:
     """Return the index entries whose working tree file may differ from the index (by git's stat check)."""
     listing = run("diff-files", "-z", "--name-only", "--", *pathspecs, cwd=cwd).stdout

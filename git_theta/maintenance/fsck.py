@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from git_theta.git.attributes import BINARY, lines_without_binary, tracked_by_theta
 from git_theta.git.catfile import BlobReader
@@ -26,8 +28,14 @@ def referenced() -> tuple[dict[str, Usage], list[str]]:
     return referenced_objects(reachable_revisions(reflog=False))
 
 
-def local_problems(store: LfsObjectStore, usages: dict[str, Usage]) -> list[str]:
-    """Return one line per object that is missing locally or corrupt (hash, size, header or content)."""
+def absent(store: LfsObjectStore, usages: dict[str, Usage]) -> list[str]:
+    """Return the referenced objects that are not stored locally (not downloaded yet, or lost)."""
+    return [oid for oid in sorted(usages) if not store.has(oid)]
+
+
+def local_problems(store: LfsObjectStore, usages: dict[str, Usage], skip: Collection[str] = ()) -> list[str]:
+    """Return one line per object (but those in ``skip``) that is missing locally or corrupt (hash, size, header or
+    content)."""
 
     def check(oid: str) -> list[str]:
         usage = usages[oid]
@@ -35,15 +43,45 @@ def local_problems(store: LfsObjectStore, usages: dict[str, Usage]) -> list[str]
         return [f"{usage.describe(oid)} {problem}" for problem in dict.fromkeys(problems) if problem]
 
     with ThreadPoolExecutor(workers()) as executor:  # sha256 and zstd release the GIL
-        return [line for lines in executor.map(check, sorted(usages)) for line in lines]
+        checked = sorted(set(usages) - set(skip))
+        return [line for lines in executor.map(check, checked) for line in lines]
 
 
-def remote_problems(remote: str, usages: dict[str, Usage]) -> list[str]:
-    """Return one line per referenced object that ``remote`` does not have."""
-    objects = {oid: usage.entries[0].stored for oid, usage in usages.items()}
-    missing = missing_on_remote(remote, objects)
+class Absent(NamedTuple):
+    """What became of the objects not stored locally: problems (one line each), and how many the remote has."""
+
+    problems: list[str]
+    on_remote: int
+
+
+def sort_absent(
+    oids: list[str], usages: dict[str, Usage], remote: str | None, lacking: dict[str, str] | None, why: str = ""
+) -> Absent:
+    """Tell objects not downloaded yet (``remote`` has them) from lost ones (``lacking`` on it, or no remote).
+
+    ``lacking`` is None when the remote could not be asked (``why``): then nothing is known to be recoverable.
+    """
+    if remote is None:
+        return Absent([f"{usages[oid].describe(oid)} is missing locally" for oid in oids], 0)
+    if lacking is None:
+        where = f"remote {remote!r} could not be asked whether it has it: {why}"
+        return Absent([f"{usages[oid].describe(oid)} is missing locally ({where})" for oid in oids], 0)
+    lost = [oid for oid in oids if oid in lacking]
+    problems = [
+        f"{usages[oid].describe(oid)} is missing locally and on remote {remote!r} ({lacking[oid]})" for oid in lost
+    ]
+    return Absent(problems, len(oids) - len(lost))
+
+
+def lacking_on_remote(remote: str, usages: dict[str, Usage], oids: Collection[str]) -> dict[str, str]:
+    """Return ``{oid: why}`` for those of ``oids`` that ``remote`` does not have."""
+    return missing_on_remote(remote, {oid: usages[oid].entries[0].stored for oid in oids})
+
+
+def remote_problems(remote: str, usages: dict[str, Usage], lacking: dict[str, str]) -> list[str]:
+    """Return one line per referenced object that ``remote`` does not have (``lacking``: oid -> why)."""
     return [
-        f"{usages[oid].describe(oid)} is missing on remote {remote!r} ({why})" for oid, why in sorted(missing.items())
+        f"{usages[oid].describe(oid)} is missing on remote {remote!r} ({why})" for oid, why in sorted(lacking.items())
     ]
 
 

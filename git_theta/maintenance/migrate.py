@@ -127,7 +127,7 @@ def fix_configuration() -> Iterator[str]:
         if scope not in ("global", "local"):
             yield f"the {scope} git config still runs Git-Theta 0.2 ({', '.join(keys)}); run 'git theta install' there"
             continue
-        config.set_values({**config.FILTER_CONFIG, **config.DIFF_CONFIG, **config.MERGE_CONFIG}, scope == "local")
+        config.set_values(config.drivers_config(), scope == "local")
         yield f"replaced Git-Theta 0.2's commands in the {scope} git config ({', '.join(keys)}) with ours"
     yield from _fix_hooks()
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import suppress
+from typing import BinaryIO
 
 from git_theta.errors import GitThetaError
 from git_theta.git.repo import default_remote
@@ -39,19 +43,70 @@ def push_objects(remote: str, oids: list[str], progress: bool = False) -> None:
         return
     command = ["git", "lfs", "push", "--object-id", remote, "--stdin"]
     try:
-        # Not through the runner: git-lfs draws its progress on its stdout when that is a terminal, so it gets our
-        # stderr (the caller's stdout is for its own report, and a hook's for git).
-        result = subprocess.run(
-            command,
-            input="\n".join(oids).encode() + b"\n",
-            stdout=sys.stderr.fileno() if progress else subprocess.PIPE,
-            stderr=None if progress else subprocess.PIPE,
-        )
+        result = run_lfs(command, progress, input="\n".join(oids).encode() + b"\n")
     except OSError as exc:
         raise TransferError(f"could not start git-lfs to upload to {remote!r} ({exc})", oids) from exc
     if result.returncode != 0:
         reason = "git-lfs's messages above say why" if progress else _upload_error(result.stderr, result.stdout)
         raise TransferError(f"uploading {len(oids)} tensor object(s) to {remote!r} failed: {reason}", oids)
+
+
+def run_lfs(
+    command: list[str],
+    progress: bool,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run git-lfs; with ``progress``, its meter and messages go to our stderr, else both streams are kept.
+
+    Not through the runner: git-lfs draws its meter on its stdout, and only when that is a terminal. We force the
+    meter and relay it to stderr (our stdout is for our report, a hook's is git's, a filter's is its payload),
+    leaving out the line that names our throw-away commit.
+    """
+    if not progress:
+        return subprocess.run(command, input=input, cwd=cwd, env=env, capture_output=True)
+    env = {**(env if env is not None else os.environ), "GIT_LFS_FORCE_PROGRESS": "1"}
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    with subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, cwd=cwd, env=env) as process:
+        assert process.stdout is not None
+        # Fed from a thread: a long list of objects must not wait on git-lfs reading it while we read its output.
+        feeder = threading.Thread(target=_feed, args=(process.stdin, input or b""), daemon=True)
+        if input is not None:
+            feeder.start()
+        _relay(process.stdout.fileno())
+        if input is not None:
+            feeder.join()
+    return subprocess.CompletedProcess(command, process.returncode, b"", b"")
+
+
+def _feed(stdin: BinaryIO, data: bytes) -> None:
+    with suppress(BrokenPipeError):
+        stdin.write(data)
+        stdin.close()
+
+
+def _relay(fd: int) -> None:
+    """Copy git-lfs's output to our stderr piece by piece (a meter redraws with CR), ending its last line."""
+    pending, last = b"", b"\n"
+    while chunk := os.read(fd, 1 << 16):
+        pieces = re.split(rb"(?<=[\r\n])", pending + chunk)
+        pending = pieces.pop()
+        shown = b"".join(piece for piece in pieces if not piece.startswith(b"fetch: Fetching reference"))
+        if shown:
+            _to_stderr(shown)
+            last = shown[-1:]
+    if pending or last == b"\r":
+        _to_stderr(pending + b"\n")
+
+
+def _to_stderr(data: bytes) -> None:
+    stream = getattr(sys.stderr, "buffer", None)
+    if stream is not None:
+        stream.write(data)
+    else:  # replaced by a text stream
+        sys.stderr.write(data.decode(errors="replace"))
+    sys.stderr.flush()
 
 
 def _upload_error(stderr: bytes, stdout: bytes) -> str:
@@ -95,9 +150,7 @@ def fetch_objects(objects: dict[str, int], store: ObjectStore, cwd: str | None =
     interactive = sys.stderr.isatty()
     try:
         command = ["git", "lfs", "fetch", remote, _pointer_commit(objects, cwd)]
-        result = subprocess.run(
-            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=None if interactive else subprocess.PIPE
-        )
+        result = run_lfs(command, interactive, env=env, cwd=cwd)
     except (OSError, GitError) as exc:
         raise TransferError(f"could not start git-lfs to download them ({exc})", list(objects)) from exc
     failed = [oid for oid in objects if not store.has(oid)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -16,9 +17,10 @@ def config(key: str, cwd: Path, scope: str = "--global") -> str:
 
 def test_install_writes_the_filter_config(isolated_git: Path) -> None:
     theta("install", cwd=isolated_git)
-    assert config("filter.theta.process", isolated_git) == "git-theta filter-process"
-    assert config("filter.theta.clean", isolated_git) == "git-theta clean %f"
-    assert config("filter.theta.smudge", isolated_git) == "git-theta smudge %f"
+    program = shutil.which("git-theta")  # by its absolute path: git finds it outside the virtual environment too
+    assert config("filter.theta.process", isolated_git) == f"{program} filter-process"
+    assert config("filter.theta.clean", isolated_git) == f"{program} clean %f"
+    assert config("filter.theta.smudge", isolated_git) == f"{program} smudge %f"
     assert config("filter.theta.required", isolated_git) == "true"
     theta("install", cwd=isolated_git)  # idempotent
     assert git("config", "--global", "--get-all", "filter.theta.process", cwd=isolated_git).stdout.count(b"\n") == 1
@@ -30,7 +32,7 @@ def test_install_writes_the_filter_config(isolated_git: Path) -> None:
 def test_install_local_configures_only_the_repository(isolated_git: Path, tmp_path: Path) -> None:
     git("init", "-q", "r", cwd=tmp_path)
     theta("install", "--local", cwd=tmp_path / "r")
-    assert config("filter.theta.process", tmp_path / "r", "--local") == "git-theta filter-process"
+    assert config("filter.theta.process", tmp_path / "r", "--local") == f"{shutil.which('git-theta')} filter-process"
     assert config("filter.theta.process", tmp_path / "r") == ""
     outside = theta("install", "--local", cwd=tmp_path, check=False)
     assert outside.returncode == 2 and b"needs a git repository" in outside.stderr

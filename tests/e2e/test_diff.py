@@ -273,8 +273,8 @@ def test_install_writes_the_diff_driver(isolated_git: Path) -> None:
         return git("config", "--global", "--get", key, cwd=isolated_git, check=False).stdout.decode().strip()
 
     theta("install", cwd=isolated_git)
-    assert get("diff.theta.command") == "git-theta diff-driver"
-    assert get("diff.theta.textconv") == "git-theta textconv"
+    assert get("diff.theta.command") == f"{shutil.which('git-theta')} diff-driver"  # by its absolute path
+    assert get("diff.theta.textconv") == f"{shutil.which('git-theta')} textconv"
     theta("uninstall", cwd=isolated_git)
     assert get("diff.theta.command") == "" and get("diff.theta.textconv") == ""
 

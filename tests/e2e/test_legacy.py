@@ -88,7 +88,8 @@ def test_migrate_commits_our_format_and_keeps_history_readable(installed: Path, 
     result = theta("migrate", "--commit", cwd=repo)
     assert b"model.pt: migrated (5 tensors" in result.stdout
     assert b"removed Git-Theta 0.2's hooks" in result.stderr
-    assert git("config", "--global", "diff.theta.command", cwd=repo).stdout.strip() == b"git-theta diff-driver"
+    driver = git("config", "--global", "diff.theta.command", cwd=repo).stdout.decode().strip()
+    assert driver == f"{shutil.which('git-theta')} diff-driver"
     assert not (hooks / "post-commit").exists() and "git-theta hook" in (hooks / "pre-push").read_text()
     assert git("show", "HEAD:model.pt", cwd=repo).stdout.startswith(b'{\n  "git_theta_metadata": ')
     assert tensors(repo / "model.pt", "torch") == expected["commits"][-1]["tensors"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -285,7 +286,7 @@ def test_merge_driver_memory_tracks_the_largest_tensor(repo: Path) -> None:
 
 def test_install_configures_the_merge_driver_and_uninstall_removes_it(installed: Path) -> None:
     driver = git("config", "--global", "merge.theta.driver", cwd=installed).stdout.decode().strip()
-    assert driver == "git-theta merge-driver %O %A %B %P"
+    assert driver == f"{shutil.which('git-theta')} merge-driver %O %A %B %P"  # by its absolute path
     theta("uninstall", cwd=installed)
     assert git("config", "--global", "merge.theta.driver", cwd=installed, check=False).returncode == 1
 
