@@ -8,5 +8,7 @@ cd "$ROOT"
 echo "test: ruff" >&2
 python -m ruff check --quiet git_theta tests benchmarks
 python -m ruff format --check --quiet git_theta tests benchmarks
+echo "test: mypy" >&2
+python -m mypy  # settings and files: [tool.mypy] in pyproject.toml
 export GIT_THETA_TEST_STRICT=1  # a missing tool fails the tests that need it (tests/needs.py)
 exec python -m pytest -n "${GIT_THETA_TEST_WORKERS:-2}" -q "$@"

@@ -75,7 +75,7 @@ def _absent_and_remote(remote: str | None, usages: dict, absent: list[str], expl
     """Print and return the problems of objects not stored here and, with ``explicit``, of those the remote lacks."""
     lacking, why = _ask(remote, usages, list(usages) if explicit else absent, explicit)
     found = checks.sort_absent(absent, usages, remote, lacking, why)
-    if explicit and lacking:
+    if explicit and lacking and remote is not None:
         skip = set(absent)
         found.problems.extend(
             checks.remote_problems(remote, usages, {o: w for o, w in lacking.items() if o not in skip})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from git_theta.diffs.result import CheckpointDiff, TensorDiff
 from git_theta.errors import GitThetaError
@@ -64,7 +65,7 @@ def plot(
         plt.close(figure)
 
 
-def draw(diffs: list[CheckpointDiff], shown: list[list[TensorDiff]], title: str, by: str, scale: str = "log"):
+def draw(diffs: list[CheckpointDiff], shown: list[list[TensorDiff]], title: str, by: str, scale: str = "log") -> Any:
     """The figure: one bar per tensor or layer (at most ``MAX_BARS``, the largest), a label each, never overlapping."""
     plt = _pyplot()
     data = bars(diffs, shown, by)
@@ -103,7 +104,7 @@ def _short(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else "..." + label[-(LABEL_CHARS - 3) :]
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
 

@@ -93,7 +93,7 @@ def _status(path: str, metadata: CheckpointMetadata, top: Path, dirty: bool, hea
 def worktree_hashes(file: Path, path: str, recorded_type: str) -> dict[str, str]:
     """The SHA-256 of each tensor of the checkpoint ``file``, read as the clean filter reads it."""
     with open(file, "rb", buffering=1 << 20) as stream:
-        head = stream.peek(HEAD_SIZE)[:HEAD_SIZE]
+        head = stream.peek(HEAD_SIZE)[:HEAD_SIZE]  # type: ignore[attr-defined]  # a BufferedReader: open(..., 'rb')
         value = check_attr(CHECKPOINT_ATTRIBUTE, [path]).get(path, "unspecified")
         explicit = None if value in ("unspecified", "unset", "set") else value
         plugin = detect(path, head, explicit or recorded_type)

@@ -63,7 +63,7 @@ def smudge(data: bytes, path: str, context: Session) -> Writer:
     return write
 
 
-def _counted(tensors: Iterator[Any], progress: Any) -> Iterator[Any]:
+def _counted(tensors: Iterable[Any], progress: Any) -> Iterator[Any]:
     """``tensors`` (each bytes, or an iterator over its blocks), counted by ``progress`` as the writer takes them."""
     for tensor in tensors:
         if isinstance(tensor, (bytes, bytearray, memoryview)):
