@@ -34,6 +34,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sparse": "git_theta.updates.sparse:SparseUpdate",
         "low-rank": "git_theta.updates.low_rank:LowRankUpdate",
         "ia3": "git_theta.updates.ia3:Ia3Update",
+        "dora": "git_theta.updates.dora:DoraUpdate",
     },
     MERGES: {
         "ours": "git_theta.merges.select:Ours",

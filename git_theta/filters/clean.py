@@ -45,7 +45,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
         from git_theta.filters.explicit import UpdateRequest, store_requested
 
-        request = UpdateRequest.from_environment()
+        request = UpdateRequest.from_environment(path)
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
     for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):

@@ -23,32 +23,29 @@ from git_theta.filters.represent import update_header, update_parts
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import frame_executor
 from git_theta.storage.tensors import read_tensor, store_dense, store_update
-
-#: Set by ``git theta add --update-type`` and ``--update-path`` for the filter that ``git add`` starts.
-UPDATE_PATH_ENV = "GIT_THETA_UPDATE_PATH"
+from git_theta.updates.base import TensorUpdate
+from git_theta.updates.requests import UPDATE_REQUEST_ENV, FileUpdates
 
 
 class UpdateRequest:
-    """The update type asked for, and the update file if one was given."""
+    """The update type asked for, and this checkpoint's updates if an update file was given."""
 
-    def __init__(self, kind: str, path: Path | None) -> None:
-        from git_theta.updates.sources import UpdateFile
-
+    def __init__(self, kind: str, file: FileUpdates | None) -> None:
         self.kind = kind
         self.update = plugins.load(plugins.UPDATES, kind)()
-        self.file = UpdateFile(path, kind) if path is not None else None
+        self.file = file
 
     @classmethod
-    def from_environment(cls) -> UpdateRequest | None:
-        """The request ``git theta add`` passed down, if any."""
+    def from_environment(cls, path: str) -> UpdateRequest | None:
+        """The request ``git theta add`` passed down for checkpoint ``path``, if any."""
         kind = os.environ.get(UPDATE_TYPE_ENV)
         if not kind:
             return None
-        path = os.environ.get(UPDATE_PATH_ENV)
-        return cls(kind, Path(path) if path else None)
+        directory = os.environ.get(UPDATE_REQUEST_ENV)
+        return cls(kind, FileUpdates.load(Path(directory), path) if directory else None)
 
     def finish(self, checkpoint: str) -> None:
-        """Fail if part of the update file matched no tensor of the checkpoint."""
+        """Fail if some of this checkpoint's updates found no tensor."""
         if self.file is not None:
             self.file.check_all_used(checkpoint)
 
@@ -57,24 +54,24 @@ def store_requested(context: FilterContext, request: UpdateRequest, tensor: Tens
     """Store one tensor of a checkpoint added with ``--update-type``."""
     spec = tensor.spec
     if request.file is not None:
-        payload = request.file.take(spec.name)
-        if payload is None:
+        update = request.file.take(spec.name)
+        if update is None:
             return store_tensor(context, tensor)
         _, base = store_tensor(context, tensor)
-        return spec, _apply_and_store(context, request, spec, base, payload)
+        return spec, _apply_and_store(context, update, spec, base)
     return spec, _infer_and_store(context, request, tensor)
 
 
-def _apply_and_store(context: FilterContext, request: UpdateRequest, spec: TensorSpec, base: TensorEntry, payload):
+def _apply_and_store(context: FilterContext, update: TensorUpdate, spec: TensorSpec, base: TensorEntry) -> TensorEntry:
     from git_theta.updates.base import as_array, raw_bytes
 
     old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
-    new = raw_bytes(request.update.apply(old, payload))
-    if request.kind == DENSE:  # a new value: stored in its cheapest form, like any other
+    new = raw_bytes(plugins.load(plugins.UPDATES, update.kind)().apply(old, update.payload))
+    if update.kind == DENSE:  # a new value: stored in its cheapest form, like any other
         return store_tensor(context, Tensor(spec, new))[1]
     if len(base.base) >= max(1, context.max_delta_depth):  # keep the chain bounded: the base becomes a keyframe
         base = _keyframe(context, spec, raw_bytes(old), base.hash)
-    return _store_update(context, request.kind, spec, new, base, payload)
+    return _store_update(context, update.kind, spec, new, base, update.payload)
 
 
 def _infer_and_store(context: FilterContext, request: UpdateRequest, tensor: Tensor) -> TensorEntry:
