@@ -66,6 +66,8 @@ def _apply_and_store(context: FilterContext, update: TensorUpdate, spec: TensorS
     from git_theta.updates.base import as_array, raw_bytes
 
     old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
+    if update.base is not None and bytes(raw_bytes(update.base)) != bytes(raw_bytes(old)):
+        base, old = store_tensor(context, Tensor(spec, raw_bytes(update.base)))[1], update.base  # the update's own base
     new = raw_bytes(plugins.load(plugins.UPDATES, update.kind)().apply(old, update.payload))
     if update.kind == DENSE:  # a new value: stored in its cheapest form, like any other
         return store_tensor(context, Tensor(spec, new))[1]

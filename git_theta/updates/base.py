@@ -25,10 +25,12 @@ class Payload(NamedTuple):
 
 
 class TensorUpdate(NamedTuple):
-    """An update of one tensor, as an update file gives it: the update type's name and its payload."""
+    """An update of one tensor, as an update file gives it: the update type's name and its payload, and the value it
+    applies to when the file sets that too (PEFT saves the embedding layers it adapts); else the tensor's own."""
 
     kind: str
     payload: Payload
+    base: np.ndarray | None = None
 
 
 class Updates(NamedTuple):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,16 +63,21 @@ def _lora(weights: dict[str, np.ndarray], config: dict, label: str) -> Updates:
                 "and git add the merged model"
             )
     modules: dict[str, dict[str, np.ndarray]] = {}
-    updates: dict[str, TensorUpdate] = {}
+    values: dict[str, np.ndarray] = {}
     for key, array in weights.items():
         found = _lora_part(key)
         if found is None:
-            _add(updates, _parameter(key, label), TensorUpdate("dense", Payload({"value": array}, {})), label)
+            _add(values, _parameter(key, label), array, label)
         else:
             modules.setdefault(found[0], {})[found[1]] = array
+    updates: dict[str, TensorUpdate] = {}
     for module, parts in modules.items():
         for name, update in _lora_module(module, parts, config, label).items():
-            _add(updates, name, update, label)
+            # A saved value of an adapted parameter is what the LoRA applies to (PEFT saves the embedding layers
+            # it adapts, and trained biases), as PEFT loads it into the base layer before merging.
+            updates[name] = update._replace(base=values.pop(name, None))
+    for name, value in values.items():
+        _add(updates, name, TensorUpdate("dense", Payload({"value": value}, {})), label)
     return Updates(updates, {})
 
 
@@ -164,7 +170,7 @@ def _parameter(key: str, label: str) -> str:
     return key.replace(".base_layer.", ".")
 
 
-def _add(updates: dict[str, TensorUpdate], name: str, update: TensorUpdate, label: str) -> None:
+def _add(updates: dict[str, Any], name: str, update: Any, label: str) -> None:
     if name in updates:
         raise UpdateError(f"{label}: the adapter holds two updates of {name!r}")
     updates[name] = update

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from git_theta import plugins
 from git_theta.checkpoints.base import TensorSpec
-from git_theta.updates.base import TensorUpdate, UpdateError, Updates
+from git_theta.updates.base import TensorUpdate, UpdateError, Updates, dtype_name
 
 #: Checkpoint path -> tensor name -> the update to apply to it.
 Plan = dict[str, dict[str, TensorUpdate]]
@@ -92,6 +92,10 @@ def _assign(plan: Plan, place: _Place, key: str, update: TensorUpdate, label: st
     if spec.name in plan[path]:
         raise UpdateError(f"{label}: two updates match tensor {spec.name!r} of {path} (one is {key!r})")
     problem = plugins.load(plugins.UPDATES, update.kind)().mismatch(spec.shape, update.payload)
+    if update.base is not None and (dtype_name(update.base), update.base.shape) != (spec.dtype, spec.shape):
+        problem = (
+            f"the value it applies to is {dtype_name(update.base)} {update.base.shape}, not {spec.dtype} {spec.shape}"
+        )
     if problem:
         raise UpdateError(f"{label}: the update of {key!r} does not fit tensor {spec.name!r} of {path}: {problem}")
     plan[path][spec.name] = update

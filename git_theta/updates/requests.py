@@ -20,6 +20,8 @@ from git_theta.updates.sources import read_update_file
 #: The request directory, set by ``git theta add --update-path`` for the filter that ``git add`` starts.
 UPDATE_REQUEST_ENV = "GIT_THETA_UPDATE_REQUEST"
 _INDEX = "request.json"
+#: The part that holds the value an update applies to, when the update file sets it (not a part of the payload).
+_BASE = "base value"
 
 
 def prepare_request(
@@ -82,8 +84,9 @@ def _write_file(base: Path, updates: dict[str, TensorUpdate]) -> None:
     entries, offset = {}, 0
     with open(base.with_suffix(".bin"), "wb") as out:
         for name, update in updates.items():
+            arrays = {**update.payload.parts, **({_BASE: update.base} if update.base is not None else {})}
             parts = {}
-            for part, array in update.payload.parts.items():
+            for part, array in arrays.items():
                 data = raw_bytes(array)
                 parts[part] = {"dtype": dtype_name(array), "shape": list(array.shape), "offset": offset}
                 out.write(data)
@@ -101,5 +104,6 @@ def _read_file(base: Path) -> dict[str, TensorUpdate]:
         for part, where in entry["parts"].items():
             dtype, shape, start = where["dtype"], tuple(where["shape"]), where["offset"]
             parts[part] = as_array(data[start : start + nbytes(dtype, shape)], dtype, shape)
-        updates[name] = TensorUpdate(entry["kind"], Payload(parts, entry["params"]))
+        base = parts.pop(_BASE, None)
+        updates[name] = TensorUpdate(entry["kind"], Payload(parts, entry["params"]), base)
     return updates
