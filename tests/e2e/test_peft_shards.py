@@ -106,9 +106,7 @@ def test_lora_over_a_sharded_llama_checks_out_as_peft_merges_it(sharded_repo: Pa
     )
     merged = merged_by_peft(tiny_llama(), config, tmp_path / "adapter")
 
-    result = theta(
-        "add", "model/", "--update-type", "low-rank", "--update-path", str(tmp_path / "adapter"), cwd=repo
-    )
+    result = theta("add", "model/", "--update-type", "low-rank", "--update-path", str(tmp_path / "adapter"), cwd=repo)
     git("commit", "-q", "-m", "LoRA", cwd=repo)
 
     kinds = update_types(repo)
