@@ -63,8 +63,8 @@ def add(paths: tuple[str, ...], checkpoint_type: str | None, update_type: str | 
             _git_add(["--", *new], env)
         if staged:
             _git_add(["--renormalize", "--", *sorted(staged)], env)
-    for path in updated:
-        _check_out_again(Path(path))
+    if updated:
+        _check_out_again([Path(path) for path in updated])
     if update_path is not None:
         click.echo(
             f"git-theta: staged the {update_type} update of {len(updated)} checkpoint(s) and checked out the "
@@ -113,23 +113,26 @@ def _prepare(update_path: Path, kind: str, checkpoints: list[str], checkpoint_ty
     return [by_repo_path[path] for path, updates in plan.items() if updates]
 
 
-def _check_out_again(path: Path) -> None:
-    """Replace the working file (the previous weights) with the staged, updated ones.
+def _check_out_again(paths: list[Path]) -> None:
+    """Replace the working files (the previous weights) with the staged, updated ones, in one checkout.
 
-    git would skip a file whose stat matches the index, so the old file is moved aside first, and put back if the
+    git would skip a file whose stat matches the index, so the old files are moved aside first, and put back if the
     checkout fails.
     """
-    aside = path.with_name(f".{path.name}.theta-previous")
-    os.replace(path, aside)
+    aside = {path: path.with_name(f".{path.name}.theta-previous") for path in paths}
+    for path, moved in aside.items():
+        os.replace(path, moved)
     try:
-        result = run("checkout", "--", str(path), check=False)
+        result = run("checkout", "--", *map(str, paths), check=False)
         if result.returncode != 0:
             click.echo(result.stderr.decode(errors="replace"), err=True, nl=False)
             raise SystemExit(result.returncode)
     except BaseException:
-        os.replace(aside, path)
+        for path, moved in aside.items():
+            os.replace(moved, path)
         raise
-    aside.unlink()
+    for moved in aside.values():
+        moved.unlink()
 
 
 def _git_add(args: list[str], env: dict[str, str]) -> None:
