@@ -64,10 +64,23 @@ def checked_out(directory: Path) -> dict[str, np.ndarray]:
     return {name: array for path in directory.glob("model-*.safetensors") for name, array in load_file(path).items()}
 
 
-def merged_by_peft(model, config, adapter: Path) -> dict[str, np.ndarray]:
+def merged_by_peft(model, config, adapter: Path):
+    """Save the adapter of ``config`` on ``model`` to ``adapter``; return the model PEFT merges, and its weights."""
     wrapped = peft.get_peft_model(model, config)
+    with torch.no_grad():  # DoRA's magnitudes start at the weights' norms, which would leave it a plain LoRA
+        for name, parameter in wrapped.named_parameters():
+            if "lora_magnitude_vector" in name:
+                parameter.mul_(torch.rand_like(parameter) + 0.5)
     wrapped.save_pretrained(str(adapter))
-    return {k: v.detach().numpy().copy() for k, v in wrapped.merge_and_unload().state_dict().items()}
+    merged = wrapped.merge_and_unload().eval()
+    return merged, {k: v.detach().numpy().copy() for k, v in merged.state_dict().items()}
+
+
+def outputs(model) -> np.ndarray:
+    """The model's output on a few tokens."""
+    with torch.no_grad():
+        result = model(torch.arange(12).reshape(2, 6))
+    return (result.logits if hasattr(result, "logits") else result.last_hidden_state).numpy()
 
 
 def update_types(repo: Path) -> dict[str, dict[str, str]]:
@@ -104,7 +117,7 @@ def test_lora_over_a_sharded_llama_checks_out_as_peft_merges_it(sharded_repo: Pa
         use_rslora=True,
         init_lora_weights=False,
     )
-    merged = merged_by_peft(tiny_llama(), config, tmp_path / "adapter")
+    merged_model, merged = merged_by_peft(tiny_llama(), config, tmp_path / "adapter")
 
     result = theta("add", "model/", "--update-type", "low-rank", "--update-path", str(tmp_path / "adapter"), cwd=repo)
     git("commit", "-q", "-m", "LoRA", cwd=repo)
@@ -121,8 +134,9 @@ def test_lora_over_a_sharded_llama_checks_out_as_peft_merges_it(sharded_repo: Pa
     clone = tmp_path / "clone"
     git("clone", "-q", str(repo), str(clone), cwd=tmp_path)
     assert all(np.array_equal(array, got[name]) for name, array in checked_out(clone / "model").items())
-    reloaded = transformers.LlamaForCausalLM.from_pretrained(str(clone / "model"))
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(str(clone / "model")).eval()
     assert largest_difference({k: v.numpy() for k, v in reloaded.state_dict().items()}, merged) < ROUNDING
+    assert largest_difference({"logits": outputs(reloaded)}, {"logits": outputs(merged_model)}) < 1e-5
 
 
 def test_ia3_over_sharded_bert_scales_biases_as_peft_does(sharded_repo: Path, tmp_path: Path) -> None:
@@ -131,7 +145,7 @@ def test_ia3_over_sharded_bert_scales_biases_as_peft_does(sharded_repo: Path, tm
     config = peft.IA3Config(
         target_modules=["key", "value", "output.dense"], feedforward_modules=["output.dense"], init_ia3_weights=False
     )
-    merged = merged_by_peft(tiny_bert(), config, tmp_path / "adapter")
+    merged_model, merged = merged_by_peft(tiny_bert(), config, tmp_path / "adapter")
 
     files = [f"model/{shard}" for shard in shards]  # the shard files, instead of their directory
     theta("add", *files, "--update-type", "ia3", "--update-path", str(tmp_path / "adapter"), cwd=repo)
@@ -144,6 +158,8 @@ def test_ia3_over_sharded_bert_scales_biases_as_peft_does(sharded_repo: Path, tm
     assert not np.array_equal(merged[attention_bias], tiny_bert().state_dict()[attention_bias].numpy())
     for name, array in merged.items():  # both round the exact product once
         np.testing.assert_array_equal(got[name], array, err_msg=name)
+    reloaded = transformers.BertModel.from_pretrained(str(repo / "model"), add_pooling_layer=False).eval()
+    np.testing.assert_array_equal(outputs(reloaded), outputs(merged_model))
     assert git("status", "--porcelain", cwd=repo).stdout == b""
 
 
@@ -159,7 +175,7 @@ def test_dora_on_sharded_gpt2_conv1d(sharded_repo: Path, tmp_path: Path) -> None
     commit_sharded(repo, gpt2())
     config = peft.LoraConfig(r=2, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, use_dora=True,
                              init_lora_weights=False)  # fmt: skip
-    merged = merged_by_peft(gpt2(), config, tmp_path / "adapter")
+    _, merged = merged_by_peft(gpt2(), config, tmp_path / "adapter")
     result = theta(
         "add", "model", "--update-type", "low-rank", "--update-path", str(tmp_path / "adapter"), cwd=repo, check=False
     )

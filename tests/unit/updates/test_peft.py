@@ -58,9 +58,19 @@ def state_of(model) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if v.is_floating_point()}
 
 
+def trained(wrapped):
+    """Move DoRA's magnitudes off their start (the norms of the weights, which would leave DoRA a plain LoRA)."""
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if "lora_magnitude_vector" in name:
+                parameter.mul_(torch.rand_like(parameter) + 0.5)
+    return wrapped
+
+
 def adapted(model, config, directory: Path) -> dict[str, np.ndarray]:
     """Save the adapter of ``config`` on ``model``; return PEFT's merged weights."""
-    wrapped = peft.get_peft_model(model, config)
+    wrapped = trained(peft.get_peft_model(model, config))
     wrapped.save_pretrained(str(directory))
     return state_of(wrapped.merge_and_unload())
 
