@@ -22,19 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.filters.clean import store_tensor
-from git_theta.filters.context import FilterContext
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import frame_executor, ordered_map
+from git_theta.representations.cheapest import store_tensor
+from git_theta.representations.stream import AHEAD, stream_tensors
+from git_theta.session.context import Session
 from git_theta.storage.codec import ObjectReader
 from git_theta.storage.objects import LfsObjectStore
-from git_theta.storage.streaming import AHEAD, stream_tensors
 
 
 def store_model(store: LfsObjectStore, total: int, tensor: int) -> list[tuple[str, TensorEntry]]:
     """Store ``total`` bytes of normal fp32 weights (scale 0.02) in tensors of ``tensor`` bytes; return the entries."""
     rng = np.random.default_rng(0)
-    context = FilterContext(store)
+    context = Session(store)
     entries = []
     for index in range(total // tensor):
         values = rng.standard_normal(tensor // 4, dtype=np.float32) * np.float32(0.02)

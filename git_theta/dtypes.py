@@ -1,8 +1,18 @@
-"""Tensor element types, named as safetensors names them, and their widths in bytes."""
+"""Tensor element types, named as safetensors names them: their widths, and the numpy types that read them.
+
+numpy (and ml_dtypes, for bf16 and fp8) are imported only when a numpy type is asked for: the filter reads and
+writes most tensors as bytes, and those imports cost tenths of a second.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
 from git_theta.errors import GitThetaError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Every dtype git-theta stores, with its element size in bytes.
 ITEMSIZE: dict[str, int] = {
@@ -35,6 +45,16 @@ BY_FRAMEWORK_NAME: dict[str, str] = {
     "bool": "BOOL", "complex64": "C64", "complex128": "C128",
 }  # fmt: skip
 
+#: The numpy type of one real component of each dtype (complex is read as interleaved real, imaginary pairs).
+_NUMPY_COMPONENT = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "u1",
+    "C64": "<f4", "C128": "<f8",
+}  # fmt: skip
+#: Types numpy lacks, from ml_dtypes (imported only when such a tensor is met: it costs ~60 ms).
+_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
+_COMPLEX = {"C64": "<c8", "C128": "<c16"}
 
 #: No real tensor comes near this (256 TiB): a larger declared size is a corrupt or hostile file.
 MAX_NBYTES = 1 << 48
@@ -78,6 +98,42 @@ def shape_error(dtype: str, shape: object) -> str | None:
     if any(dim > MAX_NBYTES for dim in shape) or ITEMSIZE.get(dtype, 1) * element_count(shape) > MAX_NBYTES:
         return f"has shape {_preview(list(shape))}, larger than any real tensor"
     return None
+
+
+def numpy_dtype(dtype: str) -> np.dtype[Any]:
+    """The numpy dtype of a whole element of ``dtype`` (complex included; bf16 and fp8 through ml_dtypes)."""
+    if dtype in _COMPLEX:
+        import numpy as np
+
+        return np.dtype(_COMPLEX[dtype])
+    return component_dtype(dtype)
+
+
+def component_dtype(dtype: str) -> np.dtype[Any]:
+    """The numpy dtype that reads one real component of ``dtype`` (a float for each half of a complex)."""
+    import numpy as np
+
+    if dtype in _ML_DTYPES:
+        import ml_dtypes
+
+        if not hasattr(ml_dtypes, _ML_DTYPES[dtype]):
+            raise UnknownDtypeError(f"reading {dtype} tensors needs a newer ml_dtypes: pip install -U ml_dtypes")
+        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
+    if dtype not in _NUMPY_COMPONENT:
+        itemsize(dtype)  # says which dtypes exist
+    return np.dtype(_NUMPY_COMPONENT[dtype])
+
+
+@cache
+def dtype_name(numpy_type: np.dtype[Any]) -> str:
+    """The safetensors name of a numpy dtype (the inverse of ``numpy_dtype``)."""
+    for name in ITEMSIZE:
+        try:
+            if numpy_dtype(name) == numpy_type:
+                return name
+        except UnknownDtypeError:
+            continue
+    raise UnknownDtypeError(f"arrays of dtype {numpy_type} cannot be stored")
 
 
 def _preview(value: object) -> str:

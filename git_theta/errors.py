@@ -1,12 +1,23 @@
-"""The one exception tree of git-theta.
+"""The one exception tree of git-theta: every error a user sees is a GitThetaError, raised next to its cause.
 
     GitThetaError                  anything git-theta reports to the user (exit code 1)
     ├── UsageError                 a command was called wrongly (exit code 2)
+    │   └── PatternError           (git/attributes.py) a tracking pattern git cannot store
     ├── MetadataError              (metadata.py) a metadata file cannot be read
-    ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
+    ├── UnknownDtypeError          (dtypes.py) a tensor element type git-theta does not know
     ├── PluginError                (plugins.py) an unknown or broken plugin
-    ├── ObjectError                (storage/objects.py) a tensor object is missing or corrupt
-    └── GitError                   (git/runner.py) a git or git-lfs command failed
+    ├── CheckpointError            (checkpoints/base.py) a checkpoint is corrupt, truncated or unsupported
+    │   └── Truncated              (checkpoints/base.py) the file ends before what it declares
+    ├── UpdateError                (updates/base.py) an update does not fit its base or cannot be applied
+    ├── ObjectError                (storage/errors.py) a tensor object is missing, corrupt or not what is expected
+    ├── BatchError                 (storage/lfs_batch.py) the LFS server refused or failed a batch request
+    ├── TransferError              (storage/lfs_transfer.py) git-lfs could not download or upload objects
+    ├── GitError                   (git/runner.py) a git or git-lfs command failed
+    ├── ProtocolError              (git/pktline.py) git spoke the filter protocol wrongly
+    ├── LockedError                (git/index_lock.py) another git command holds the index
+    ├── LegacyError                (legacy/errors.py) a Git-Theta 0.2 file or object cannot be read
+    ├── MergeError                 (merges/base.py) a merge cannot be made as asked
+    └── FsckError                  (cli/fsck.py) git theta fsck found problems
 
 Library code raises; only ``cli.main`` turns these into one line on stderr and an exit code.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cache
 from typing import TypeVar
 
@@ -34,7 +34,7 @@ def hash_executor() -> ThreadPoolExecutor:
 
 
 def ordered_map(
-    executor: ThreadPoolExecutor,
+    executor: Executor,
     fn: Callable[[In], Out],
     items: Iterable[In],
     window: int,

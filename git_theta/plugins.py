@@ -1,12 +1,15 @@
 """The one plugin registry: checkpoint formats, update types and merge strategies, found through entry points.
 
-Built-in plugins are registered in our own pyproject.toml exactly like third-party ones. ``BUILTIN`` repeats those
-declarations so that loading a built-in plugin does not need ``importlib.metadata`` (about 30 ms of imports, paid by
-every checkout otherwise); tests/unit/test_plugins.py keeps the two in step.
+Built-in plugins are registered in our own pyproject.toml exactly like third-party ones, and that is the only place
+they are named. They are read from git-theta's installed ``entry_points.txt`` directly: ``importlib.metadata`` costs
+about 30 ms of imports and a scan of every installed package, paid by every checkout otherwise. Other packages'
+plugins are looked up through ``importlib.metadata`` when a name is not one of ours.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -19,34 +22,6 @@ if TYPE_CHECKING:
 CHECKPOINTS = "git_theta.plugins.checkpoints"
 UPDATES = "git_theta.plugins.updates"
 MERGES = "git_theta.plugins.merges"
-
-BUILTIN: dict[str, dict[str, str]] = {
-    CHECKPOINTS: {
-        "safetensors": "git_theta.checkpoints.safetensors:SafetensorsCheckpoint",
-        "torch": "git_theta.checkpoints.torch:TorchCheckpoint",
-        "npz": "git_theta.checkpoints.numpy:NpzCheckpoint",
-        "flax": "git_theta.checkpoints.flax:FlaxCheckpoint",
-        "gguf": "git_theta.checkpoints.gguf:GgufCheckpoint",
-    },
-    UPDATES: {
-        "dense": "git_theta.updates.dense:DenseUpdate",
-        "delta": "git_theta.updates.delta:DeltaUpdate",
-        "sparse": "git_theta.updates.sparse:SparseUpdate",
-        "low-rank": "git_theta.updates.low_rank:LowRankUpdate",
-        "ia3": "git_theta.updates.ia3:Ia3Update",
-        "dora": "git_theta.updates.dora:DoraUpdate",
-    },
-    MERGES: {
-        "ours": "git_theta.merges.select:Ours",
-        "theirs": "git_theta.merges.select:Theirs",
-        "base": "git_theta.merges.select:Base",
-        "average": "git_theta.merges.average:Average",
-        "task-arithmetic": "git_theta.merges.task_arithmetic:TaskArithmetic",
-        "ties": "git_theta.merges.ties:Ties",
-        "dare": "git_theta.merges.dare:Dare",
-        "slerp": "git_theta.merges.slerp:Slerp",
-    },
-}
 
 
 class PluginError(GitThetaError):
@@ -63,14 +38,46 @@ def entry_points(group: str) -> dict[str, EntryPoint]:
 
 def names(group: str) -> list[str]:
     """Return the names of all plugins registered in ``group``."""
-    return sorted(set(entry_points(group)) | set(BUILTIN.get(group, {})))
+    return sorted(set(entry_points(group)) | set(own_entry_points().get(group, {})))
+
+
+@cache
+def own_entry_points() -> dict[str, dict[str, str]]:
+    """git-theta's own entry points, group -> name -> ``module:attribute``, from its installed metadata."""
+    for folder in sys.path:
+        try:
+            found = [name for name in os.listdir(folder or ".") if name.startswith("git_theta-")]
+        except OSError:
+            continue
+        for name in found:
+            if name.endswith(".dist-info"):
+                return _parse_entry_points(os.path.join(folder or ".", name, "entry_points.txt"))
+    return {}
+
+
+def _parse_entry_points(path: str) -> dict[str, dict[str, str]]:
+    """The ``[group]`` sections of ``name = value`` lines of an ``entry_points.txt`` file (an INI subset)."""
+    groups: dict[str, dict[str, str]] = {}
+    section: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]"):
+                    section = groups.setdefault(line[1:-1].strip(), {})
+                elif "=" in line and not line.startswith(("#", ";")):
+                    name, _, value = line.partition("=")
+                    section[name.strip()] = value.strip()
+    except OSError:
+        return {}
+    return groups
 
 
 @cache
 def load(group: str, name: str) -> Any:
     """Load the plugin ``name`` from ``group``, saying what exists or what to install when it fails."""
     kind = group.rsplit(".", 1)[-1]
-    target = BUILTIN.get(group, {}).get(name)
+    target = own_entry_points().get(group, {}).get(name)
     if target is None:
         entry_point = entry_points(group).get(name)
         if entry_point is None:

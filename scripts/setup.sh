@@ -11,8 +11,8 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 command -v git >/dev/null 2>&1 || die "git is not installed; install git (e.g. apt-get install git) and rerun"
 PYTHON="${PYTHON:-$(command -v python3 || true)}"
-[ -n "$PYTHON" ] || die "python3 is not installed; install Python 3.10 or newer and rerun"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "Python 3.10 or newer is needed ($PYTHON is older)"
+[ -n "$PYTHON" ] || die "python3 is not installed; install Python 3.11 or newer and rerun"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is needed ($PYTHON is older)"
 
 if ! git lfs version >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

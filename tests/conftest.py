@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from importlib import resources
 from pathlib import Path
@@ -11,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import git, theta
+from tests.needs import GIT_LFS, needs_program
 
 
 @pytest.fixture(autouse=True)
 def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh HOME with its own global git config; git-theta installed there; no system config."""
-    if shutil.which("git-lfs") is None:
-        pytest.fail("git-lfs is not installed; scripts/test.sh installs it (apt-get install git-lfs)")
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -37,7 +35,8 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 @pytest.fixture
 def installed(isolated_git: Path) -> Path:
-    """git-theta installed in the isolated global config."""
+    """git-theta installed in the isolated global config (which needs git-lfs)."""
+    needs_program("git-lfs", GIT_LFS)
     theta("install", cwd=isolated_git)
     return isolated_git
 

@@ -12,12 +12,12 @@ import click
 
 from git_theta import plugins
 from git_theta.errors import UsageError
-from git_theta.filters.clean import UPDATE_TYPE_ENV
-from git_theta.filters.context import CHECKPOINT_TYPE_ENV
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_by_theta
 from git_theta.git.repo import git_dir
 from git_theta.git.runner import output, run, split_z
 from git_theta.git.staging import one_index_change
+from git_theta.representations.requested_update import UPDATE_TYPE_ENV
+from git_theta.session.context import CHECKPOINT_TYPE_ENV
 from git_theta.updates.requests import UPDATE_REQUEST_ENV, prepare_request
 
 

@@ -8,7 +8,7 @@ import textwrap
 import click
 
 from git_theta.cli.revisions import SeparatedCommand, split_args
-from git_theta.diffs.history import checkpoint_history, largest_change
+from git_theta.diffs.log import checkpoint_history, largest_change
 from git_theta.diffs.render import SORT_KEYS, changed_tensors
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta

@@ -6,11 +6,11 @@ import click
 
 from git_theta import __version__
 from git_theta.errors import UsageError
-from git_theta.filters.context import FilterContext
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import toplevel
 from git_theta.git.runner import run
-from git_theta.legacy import migrate as migration
+from git_theta.maintenance import migrate as migration
+from git_theta.session.context import Session
 
 MESSAGE = "Migrate checkpoints from Git-Theta 0.2 to the git-theta {version} format"
 
@@ -33,7 +33,7 @@ def migrate(paths: tuple[str, ...], commit: bool) -> None:
             f"--commit would also commit other staged changes ({others[0]}{' ...' if len(others) > 1 else ''}); "
             "commit or unstage them first, or migrate without --commit"
         )
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     try:
         with BlobReader(cwd=str(root)) as blobs:
             for path in legacy:

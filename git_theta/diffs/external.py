@@ -13,7 +13,7 @@ from typing import TextIO
 
 from git_theta.diffs.compare import Side, diff_sides
 from git_theta.diffs.render import patch
-from git_theta.diffs.sources import side_of_bytes, side_of_file
+from git_theta.diffs.sides import side_of_bytes, side_of_file
 from git_theta.diffs.store import ObjectReader
 from git_theta.errors import UsageError
 from git_theta.git.catfile import BlobReader

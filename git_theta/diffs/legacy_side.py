@@ -25,8 +25,8 @@ from git_theta.diffs.store import ObjectReader
 from git_theta.git.catfile import BlobReader
 from git_theta.legacy import metadata
 from git_theta.legacy.errors import LegacyError
-from git_theta.legacy.history import Resolver
 from git_theta.legacy.metadata import DTYPES, LegacyEntry
+from git_theta.legacy.update_chains import Resolver
 from git_theta.storage.errors import ObjectError
 
 #: The old tool took the checkpoint format from this variable; so does our checkout of its files.

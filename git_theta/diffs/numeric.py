@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from git_theta.dtypes import itemsize
-from git_theta.errors import GitThetaError
+from git_theta.dtypes import component_dtype, itemsize
 
 #: Elements per chunk: bounds the float64 copies of a large tensor to a few tens of MB.
 CHUNK = 1 << 22
 #: Where float64 squares can overflow or vanish: larger or smaller values are scaled first.
 _SAFE = (1e-100, 1e100)
 
-_NUMPY = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2",
-    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "u1",
-    "C64": "<f4", "C128": "<f8",  # viewed as interleaved (real, imaginary) pairs
-}  # fmt: skip
-#: Types numpy lacks, from ml_dtypes (imported only when such a tensor is met: it costs ~60 ms).
-_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
 _BITS = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 
@@ -54,20 +44,9 @@ class Change:
         return self.changed / self.elements if self.elements else 0.0
 
 
-def numpy_dtype(dtype: str) -> Any:
-    """Return the numpy dtype that reads one real component of ``dtype``."""
-    if dtype in _ML_DTYPES:
-        import ml_dtypes
-
-        if not hasattr(ml_dtypes, _ML_DTYPES[dtype]):
-            raise GitThetaError(f"reading {dtype} tensors needs a newer ml_dtypes: pip install -U ml_dtypes")
-        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
-    return np.dtype(_NUMPY[dtype])
-
-
 def reals(data: bytes | bytearray | memoryview, dtype: str) -> np.ndarray:
     """Return the tensor as a flat float64 array (complex as interleaved real and imaginary parts)."""
-    return np.frombuffer(data, dtype=numpy_dtype(dtype)).astype(np.float64)
+    return np.frombuffer(data, dtype=component_dtype(dtype)).astype(np.float64)
 
 
 def comparable(old_dtype: str, new_dtype: str) -> bool:

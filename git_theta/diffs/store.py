@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from git_theta.metadata import TensorEntry
+from git_theta.representations.read import read_tensor, tensor_label
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
-from git_theta.storage.tensors import read_tensor, tensor_label
 
 Fetch = Callable[[dict[str, int]], None]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from git_theta.diffs.compare import Side, diff_sides
 from git_theta.diffs.result import CheckpointDiff
-from git_theta.diffs.sources import changed_entries, side_of_bytes, side_of_file
+from git_theta.diffs.sides import changed_entries, side_of_bytes, side_of_file
 from git_theta.diffs.store import ObjectReader
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta

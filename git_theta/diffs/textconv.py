@@ -25,7 +25,7 @@ from git_theta.diffs.compare import Item, compare_values
 from git_theta.diffs.numeric import Change
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
-from git_theta.diffs.sources import side_of_file
+from git_theta.diffs.sides import side_of_file
 from git_theta.diffs.store import ObjectReader
 from git_theta.metadata import MetadataError
 from git_theta.storage.errors import ObjectError

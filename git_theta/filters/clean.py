@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from functools import partial
 from typing import BinaryIO
 
 from git_theta import legacy
-from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
+from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.detect import detect
-from git_theta.filters.context import FilterContext
-from git_theta.filters.represent import cheapest
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
+from git_theta.representations.cheapest import store_tensor
+from git_theta.representations.requested_update import UPDATE_TYPE_ENV
+from git_theta.session.context import Session
 from git_theta.storage.format_data import store_format
 
 HEAD_SIZE = 4096
-#: Set by ``git theta add --update-type`` (see filters/explicit.py).
-UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
 
 
-def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
+def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     """Read a checkpoint from ``stream`` and return the metadata git should store for ``path``."""
     head = _read_head(stream)
     if not head:
@@ -43,7 +41,7 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
     format_data, tensors = plugin().read(whole, path)
     store, request = partial(store_tensor, context), None
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
-        from git_theta.filters.explicit import UpdateRequest, store_requested
+        from git_theta.representations.requested_update import UpdateRequest, store_requested
 
         request = UpdateRequest.from_environment(path)
         store = partial(store_requested, context, request)
@@ -54,25 +52,8 @@ def clean(stream: BinaryIO, path: str, context: FilterContext) -> bytes:
         entries[spec.name] = entry
     if request is not None:
         request.finish(path)
-    format_data = store_format(format_data, context.store, context.level)  # large byte strings as objects
+    format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects
     return CheckpointMetadata(plugin.name, entries, format_data).dumps()
-
-
-def store_tensor(context: FilterContext, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
-    """Hash a tensor's exact bytes and store them, unless the repository already stores them (filters/known.py).
-
-    A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value.
-    """
-    spec = tensor.spec
-    data = memoryview(tensor.data).cast("B")
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    known = context.file
-    entry = known.unchanged(spec, digest) or known.stored(spec, digest)
-    if entry is None:
-        previous = known.previous.get(spec.name)
-        related = known.related(spec.name) if previous is None else None
-        entry = cheapest(context, spec, data, digest, previous, related)
-    return spec, entry
 
 
 def _pass_through_metadata(data: bytes, path: str) -> bytes:

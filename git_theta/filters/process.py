@@ -7,7 +7,6 @@ from typing import BinaryIO
 
 from git_theta.errors import GitThetaError, report
 from git_theta.filters.clean import clean
-from git_theta.filters.context import FilterContext
 from git_theta.filters.smudge import smudge
 from git_theta.git.pktline import (
     FLUSH,
@@ -17,11 +16,12 @@ from git_theta.git.pktline import (
     read_text_list,
     write_text_list,
 )
+from git_theta.session.context import Session
 
 CAPABILITIES = ("clean", "smudge")
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO, context: FilterContext) -> None:
+def serve(stdin: BinaryIO, stdout: BinaryIO, context: Session) -> None:
     """Answer git's clean and smudge requests until git closes our input."""
     try:
         _handshake(stdin, stdout)
@@ -60,7 +60,7 @@ def _handshake(stdin: BinaryIO, stdout: BinaryIO) -> None:
     write_text_list(stdout, [f"capability={name}" for name in CAPABILITIES if name in offered])
 
 
-def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: FilterContext) -> None:
+def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: Session) -> None:
     result = clean(io.BufferedReader(content, buffer_size=1 << 16), path, context)
     content.drain()
     write_text_list(stdout, ["status=success"])
@@ -69,7 +69,7 @@ def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: F
     write_text_list(stdout, [])
 
 
-def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: FilterContext) -> None:
+def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: Session) -> None:
     writer = smudge(content.readall(), path, context)
     write_text_list(stdout, ["status=success"])
     try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 
 from git_theta.filters.clean import clean as clean_checkpoint
-from git_theta.filters.context import FilterContext
 from git_theta.filters.process import serve
 from git_theta.filters.smudge import smudge as smudge_metadata
 from git_theta.git.hooks import ensure_hooks
+from git_theta.session.context import Session
 
 
 def filter_process() -> None:
     """Serve git's long-running filter protocol (``filter.theta.process``)."""
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer, context)
     finally:
@@ -23,7 +23,7 @@ def filter_process() -> None:
 
 def clean(path: str = "") -> None:
     """Single-shot clean (``filter.theta.clean``): checkpoint on stdin, metadata on stdout."""
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     try:
         sys.stdout.buffer.write(clean_checkpoint(sys.stdin.buffer, path, context))
     finally:
@@ -32,7 +32,7 @@ def clean(path: str = "") -> None:
 
 def smudge(path: str = "") -> None:
     """Single-shot smudge (``filter.theta.smudge``): metadata on stdin, checkpoint on stdout."""
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     try:
         smudge_metadata(sys.stdin.buffer.read(), path, context)(sys.stdout.buffer)
     finally:

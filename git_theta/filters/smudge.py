@@ -9,20 +9,20 @@ from typing import BinaryIO
 from git_theta import legacy
 from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
-from git_theta.filters.context import FilterContext
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import frame_executor, ordered_map
+from git_theta.representations.read import read_tensor, tensor_label
+from git_theta.representations.stream import stream_tensors
+from git_theta.session.context import Session
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.format_data import load_format
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import ObjectStore
-from git_theta.storage.streaming import stream_tensors
-from git_theta.storage.tensors import read_tensor, tensor_label
 
 Writer = Callable[[BinaryIO], None]
 
 
-def smudge(data: bytes, path: str, context: FilterContext) -> Writer:
+def smudge(data: bytes, path: str, context: Session) -> Writer:
     """Check that ``path`` can be rebuilt from ``data``; return a function that writes the checkpoint.
 
     Everything that can fail before the first byte is written (bad metadata, unknown format, missing objects) fails
@@ -66,7 +66,7 @@ def load_tensor(store: ObjectStore, item: tuple[str, str, TensorEntry]) -> memor
     return read_tensor(store, entry, tensor_label(path, name, entry), frame_executor())
 
 
-def _require_objects(metadata: CheckpointMetadata, path: str, context: FilterContext) -> None:
+def _require_objects(metadata: CheckpointMetadata, path: str, context: Session) -> None:
     """Download the objects that are not stored locally; fail before writing anything if some cannot be had."""
     missing, reason = download_missing(context.store, metadata.objects(), context.fetch)
     if missing:

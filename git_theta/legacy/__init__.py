@@ -1,12 +1,12 @@
-"""Repositories written by the original Git-Theta 0.2: checked out, kept clean and migrated by this git-theta.
+"""Repositories written by the original Git-Theta 0.2: checked out, and kept clean by this git-theta
+(``git theta migrate``, in maintenance/migrate.py, rewrites them in our format).
 
-    metadata.py    its metadata file (one JSON entry per parameter): detection and parsing
-    objects.py     its LFS objects (msgpack of tensorstore zarr arrays) -> numpy arrays
-    updates.py     its update types (dense, sparse, low-rank, ia3): a parameter's value from its update
-    history.py     incremental updates resolved through the commits they name; objects fetched through git-lfs
-    checkpoint.py  the checkpoint rebuilt through our checkpoint plugins
-    filters.py     what our smudge and clean filters hand to this package
-    migrate.py     ``git theta migrate``: legacy checkpoints rewritten in our format
+    metadata.py       its metadata file (one JSON entry per parameter): detection and parsing
+    objects.py        its LFS objects (msgpack of tensorstore zarr arrays) -> numpy arrays
+    updates.py        its update types (dense, sparse, low-rank, ia3): a parameter's value from its update
+    update_chains.py  incremental updates resolved through the commits they name; objects fetched through git-lfs
+    checkpoint.py     the checkpoint rebuilt through our checkpoint plugins
+    filters.py        what our smudge and clean filters hand to this package
 
 Only ``is_legacy_metadata`` is imported by the filters on every call; the rest (and tensorstore) only when a
 legacy file is met.
@@ -21,19 +21,19 @@ from git_theta.legacy.metadata import is_legacy_metadata
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
 __all__ = ["is_legacy_metadata", "keep_unchanged", "pass_through", "smudge_writer"]
 
 
-def smudge_writer(data: bytes, path: str, context: FilterContext) -> Callable[[BinaryIO], None]:
+def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], None]:
     """Check that the legacy checkpoint ``data`` describes can be rebuilt; return a function that writes it."""
     from git_theta.legacy import filters
 
     return filters.smudge_writer(data, path, context)
 
 
-def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: FilterContext) -> tuple[BinaryIO, bytes | None]:
+def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -> tuple[BinaryIO, bytes | None]:
     """Return the legacy metadata of ``path`` if the file holds exactly its tensors, else None, with the file."""
     from git_theta.legacy import filters
 

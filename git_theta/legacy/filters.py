@@ -21,16 +21,16 @@ from git_theta.errors import GitThetaError
 from git_theta.git.catfile import BlobReader
 from git_theta.legacy import metadata
 from git_theta.legacy.checkpoint import LEGACY_TYPES, Rebuilt, checkpoint_type, rebuild
-from git_theta.legacy.history import Blobs, Resolver
+from git_theta.legacy.update_chains import Blobs, Resolver
 
 if TYPE_CHECKING:
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
 #: A checked-out legacy file is copied here while its tensors are compared: in memory up to this size.
 SPOOL_IN_MEMORY = 64 << 20
 
 
-def smudge_writer(data: bytes, path: str, context: FilterContext) -> Callable[[BinaryIO], None]:
+def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryIO], None]:
     """Resolve and decode every parameter now (errors before any byte is written); return the writer."""
     if context.skip_smudge and not context.display_only:
         return lambda out: out.write(data)
@@ -40,7 +40,7 @@ def smudge_writer(data: bytes, path: str, context: FilterContext) -> Callable[[B
     return lambda out: plugin().write(rebuilt.format, rebuilt.specs, rebuilt.tensors, out)
 
 
-def resolve(data: bytes, path: str, context: FilterContext) -> Rebuilt:
+def resolve(data: bytes, path: str, context: Session) -> Rebuilt:
     """The checkpoint the legacy metadata ``data`` of ``path`` describes, ready for our plugin to write."""
     entries = metadata.parse(data, path)
     with _blobs(context) as blobs:
@@ -51,7 +51,7 @@ def resolve(data: bytes, path: str, context: FilterContext) -> Rebuilt:
     return rebuild(checkpoint_type(path, context.explicit_checkpoint_type(path)), values, path)
 
 
-def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: FilterContext) -> tuple[BinaryIO, bytes | None]:
+def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -> tuple[BinaryIO, bytes | None]:
     """Return ``(stream, legacy metadata)`` if the file is exactly what git's legacy metadata describes.
 
     Otherwise return ``(a stream of the whole file, None)`` for the ordinary clean. When the comparison cannot be
@@ -81,7 +81,7 @@ def pass_through(data: bytes, path: str) -> bytes:
     return data
 
 
-def _same_tensors(previous: bytes, path: str, head: bytes, file: BinaryIO, context: FilterContext) -> bool:
+def _same_tensors(previous: bytes, path: str, head: bytes, file: BinaryIO, context: Session) -> bool:
     entries = metadata.parse(previous, path)
     explicit = context.explicit_checkpoint_type(path)
     plugin = detect(path, head, LEGACY_TYPES.get(explicit, explicit) if explicit else None)
@@ -100,7 +100,7 @@ def _same_tensors(previous: bytes, path: str, head: bytes, file: BinaryIO, conte
 
 
 @contextmanager
-def _blobs(context: FilterContext) -> Iterator[Blobs]:
+def _blobs(context: Session) -> Iterator[Blobs]:
     """The filter's blob reader, or one of our own for the time of one call."""
     shared = context.blobs
     if shared is not None:

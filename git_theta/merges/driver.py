@@ -24,7 +24,7 @@ RESOLVED, CONFLICT = 0, 1
 
 def merge_driver(base_file: str, ours_file: str, theirs_file: str, path: str) -> int:
     """Merge one checkpoint as git asks; return 0 when resolved, 1 when it stays a conflict."""
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
     ours_data, theirs_data = Path(ours_file).read_bytes(), Path(theirs_file).read_bytes()
     base_data = Path(base_file).read_bytes()
@@ -33,7 +33,7 @@ def merge_driver(base_file: str, ours_file: str, theirs_file: str, path: str) ->
         return CONFLICT
     ours, theirs = _load(ours_data, path), _load(theirs_data, path)
     base = _load(base_data, path) if base_data else None
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     context.start_file(path, [ours])  # merged tensors are stored as updates of ours where that is cheaper
     try:
         if os.environ.get(MANUAL_ENV, "") not in ("", "0"):

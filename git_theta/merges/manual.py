@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
 
 def version_path(path: str, label: str) -> str:
@@ -16,7 +16,7 @@ def version_path(path: str, label: str) -> str:
     return f"{stem}.{label}{ext}"
 
 
-def write_versions(path: str, versions: dict[str, bytes], context: FilterContext) -> list[str]:
+def write_versions(path: str, versions: dict[str, bytes], context: Session) -> list[str]:
     """Write each version (given as metadata) as a checkpoint next to ``path``; return the files written."""
     from git_theta.filters.smudge import smudge
 

@@ -96,9 +96,9 @@ def _merge_checkpoint(
     weights: list[float] | None,
     cwd: str,
 ) -> str:
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
-    context = FilterContext.for_repository()
+    context = Session.for_repository()
     context.start_file(path, [sides[0]])  # merged tensors are stored as updates of ours where that is cheaper
     try:
         outcome = merge_metadata(path, base, sides, chooser, StoreTensors(context, path), weights)

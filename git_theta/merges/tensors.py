@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.dtypes import element_count
+from git_theta.dtypes import element_count, numpy_dtype
 from git_theta.merges.base import ALLOW_OVERFLOW, CHUNK, Conflict, MergeError, MergeStrategy, Step
 from git_theta.metadata import TensorEntry
-from git_theta.updates.base import numpy_dtype
 
 if TYPE_CHECKING:
-    from git_theta.filters.context import FilterContext
+    from git_theta.session.context import Session
 
 
 class TensorIO(Protocol):
@@ -43,7 +42,7 @@ class TensorIO(Protocol):
 class StoreTensors:
     """The repository's object store, through the filters' context (missing objects are downloaded first)."""
 
-    def __init__(self, context: FilterContext, path: str) -> None:
+    def __init__(self, context: Session, path: str) -> None:
         self.context = context
         self.path = path
 
@@ -63,20 +62,20 @@ class StoreTensors:
             )
 
     def load(self, name: str, entry: TensorEntry) -> memoryview:
-        from git_theta.storage.tensors import read_tensor, tensor_label
+        from git_theta.representations.read import read_tensor, tensor_label
 
         return read_tensor(self.context.store, entry, tensor_label(self.path, name, entry))
 
     def blocks(self, name: str, entry: TensorEntry) -> Iterator[memoryview]:
         from git_theta.pipeline import frame_executor
-        from git_theta.storage.streaming import stream_tensors
-        from git_theta.storage.tensors import tensor_label
+        from git_theta.representations.read import tensor_label
+        from git_theta.representations.stream import stream_tensors
 
         labelled = [(tensor_label(self.path, name, entry), entry)]
         return next(stream_tensors(self.context.store, labelled, frame_executor()))
 
     def store(self, spec: TensorSpec, data: memoryview) -> TensorEntry:
-        from git_theta.filters.clean import store_tensor
+        from git_theta.representations.cheapest import store_tensor
 
         return store_tensor(self.context, Tensor(spec, data))[1]
 
@@ -90,7 +89,7 @@ class StoreTensors:
     def store_format(self, format_data: dict[str, Any]) -> dict[str, Any]:
         from git_theta.storage.format_data import store_format
 
-        return store_format(format_data, self.context.store, self.context.level)
+        return store_format(format_data, self.context.store, self.context.encoder)
 
 
 def merge_tensor(

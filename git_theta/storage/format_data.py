@@ -15,25 +15,26 @@ import hashlib
 from typing import Any
 
 from git_theta.metadata import BYTES_INLINE, BYTES_OBJECT, MetadataError, bytes_entry
+from git_theta.storage.codec import decode
+from git_theta.storage.encoder import Encoder
 from git_theta.storage.objects import ObjectStore
-from git_theta.storage.tensors import read_tensor, store_dense
 
 INLINE_BYTES = 4096
 
 
-def store_format(value: Any, store: ObjectStore, level: int) -> Any:
+def store_format(value: Any, store: ObjectStore, encoder: Encoder) -> Any:
     """``value`` with every byte string replaced by its JSON form, the large ones stored as objects."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = memoryview(value).cast("B")
         if len(data) <= INLINE_BYTES:
             return {BYTES_INLINE: base64.b64encode(data).decode("ascii")}
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        oid, stored = store_dense(store, data, digest, 1, level, None)
+        oid, stored = encoder.store_dense(store, data, digest, 1)
         return {BYTES_OBJECT: {"nbytes": len(data), "hash": digest, "oid": oid, "stored": stored}}
     if isinstance(value, dict):
-        return {key: store_format(item, store, level) for key, item in value.items()}
+        return {key: store_format(item, store, encoder) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [store_format(item, store, level) for item in value]
+        return [store_format(item, store, encoder) for item in value]
     return value
 
 
@@ -47,7 +48,10 @@ def load_format(value: Any, store: ObjectStore, path: str) -> Any:
                 raise MetadataError(f"{path}: invalid base64 in the format data ({exc})") from exc
         if set(value) == {BYTES_OBJECT}:
             entry = bytes_entry(value[BYTES_OBJECT])
-            return bytes(read_tensor(store, entry, f"{entry.oid[:12]} (format data of {path})"))
+            with store.open(entry.oid) as stream:
+                return bytes(
+                    decode(stream, entry.hash, entry.nbytes, entry.stored, f"{entry.oid[:12]} (format data of {path})")
+                )
         return {key: load_format(item, store, path) for key, item in value.items()}
     if isinstance(value, list):
         return [load_format(item, store, path) for item in value]

@@ -8,9 +8,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from git_theta.dtypes import numpy_dtype
 from git_theta.errors import GitThetaError
-
-_COMPLEX = {"C64": np.complex64, "C128": np.complex128}
 
 
 class UpdateError(GitThetaError):
@@ -68,15 +67,6 @@ class Update(ABC):
         return None
 
 
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The numpy dtype of a whole element of ``dtype`` (bf16 and fp8 through ml_dtypes)."""
-    if dtype in _COMPLEX:
-        return np.dtype(_COMPLEX[dtype])
-    from git_theta.diffs.numeric import numpy_dtype as component
-
-    return component(dtype)
-
-
 def as_array(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """View exact tensor bytes as an array (read-only when ``data`` is)."""
     return np.frombuffer(data, dtype=numpy_dtype(dtype)).reshape(shape)
@@ -85,19 +75,6 @@ def as_array(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int,
 def raw_bytes(array: np.ndarray) -> memoryview:
     """An array's exact bytes in C order (any dtype, including those the buffer protocol does not know)."""
     return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-
-
-def dtype_name(array: np.ndarray) -> str:
-    """The safetensors name of an array's dtype (the inverse of ``numpy_dtype``)."""
-    from git_theta.dtypes import ITEMSIZE
-
-    for name in ITEMSIZE:
-        try:
-            if numpy_dtype(name) == array.dtype:
-                return name
-        except GitThetaError:
-            continue
-    raise UpdateError(f"arrays of dtype {array.dtype} cannot be stored in an update")
 
 
 def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -176,7 +176,7 @@ def _add(updates: dict[str, Any], name: str, update: Any, label: str) -> None:
     updates[name] = update
 
 
-def _pattern(patterns: dict, module: str, default: object) -> object:
+def _pattern(patterns: dict, module: str, default: Any) -> Any:
     """PEFT's get_pattern_key: the first key that matches the end of the module name, after a dot."""
     for key, value in patterns.items():
         if re.match(rf"(.*\.)?({key})$", module):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from git_theta import plugins
 from git_theta.checkpoints.base import TensorSpec
-from git_theta.updates.base import TensorUpdate, UpdateError, Updates, dtype_name
+from git_theta.dtypes import dtype_name
+from git_theta.updates.base import TensorUpdate, UpdateError, Updates
 
 #: Checkpoint path -> tensor name -> the update to apply to it.
 Plan = dict[str, dict[str, TensorUpdate]]
@@ -92,10 +93,9 @@ def _assign(plan: Plan, place: _Place, key: str, update: TensorUpdate, label: st
     if spec.name in plan[path]:
         raise UpdateError(f"{label}: two updates match tensor {spec.name!r} of {path} (one is {key!r})")
     problem = plugins.load(plugins.UPDATES, update.kind)().mismatch(spec.shape, update.payload)
-    if update.base is not None and (dtype_name(update.base), update.base.shape) != (spec.dtype, spec.shape):
-        problem = (
-            f"the value it applies to is {dtype_name(update.base)} {update.base.shape}, not {spec.dtype} {spec.shape}"
-        )
+    base = (dtype_name(update.base.dtype), update.base.shape) if update.base is not None else None
+    if base is not None and base != (spec.dtype, spec.shape):
+        problem = f"the value it applies to is {base[0]} {base[1]}, not {spec.dtype} {spec.shape}"
     if problem:
         raise UpdateError(f"{label}: the update of {key!r} does not fit tensor {spec.name!r} of {path}: {problem}")
     plan[path][spec.name] = update

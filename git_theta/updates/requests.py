@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from git_theta.dtypes import nbytes
-from git_theta.updates.base import Payload, TensorUpdate, UpdateError, as_array, dtype_name, raw_bytes
+from git_theta.dtypes import dtype_name, nbytes
+from git_theta.updates.base import Payload, TensorUpdate, UpdateError, as_array, raw_bytes
 from git_theta.updates.plan import Plan, checkpoint_specs, plan_updates
-from git_theta.updates.sources import read_update_file
+from git_theta.updates.update_files import read_update_file
 
 #: The request directory, set by ``git theta add --update-path`` for the filter that ``git add`` starts.
 UPDATE_REQUEST_ENV = "GIT_THETA_UPDATE_REQUEST"
@@ -80,30 +80,29 @@ class FileUpdates:
         return len(self._updates)
 
 
-def _write_file(base: Path, updates: dict[str, TensorUpdate]) -> None:
+def _write_file(stem: Path, updates: dict[str, TensorUpdate]) -> None:
     entries, offset = {}, 0
-    with open(base.with_suffix(".bin"), "wb") as out:
+    with open(stem.with_suffix(".bin"), "wb") as out:
         for name, update in updates.items():
             arrays = {**update.payload.parts, **({_BASE: update.base} if update.base is not None else {})}
             parts = {}
             for part, array in arrays.items():
                 data = raw_bytes(array)
-                parts[part] = {"dtype": dtype_name(array), "shape": list(array.shape), "offset": offset}
+                parts[part] = {"dtype": dtype_name(array.dtype), "shape": list(array.shape), "offset": offset}
                 out.write(data)
                 offset += len(data)
             entries[name] = {"kind": update.kind, "params": update.payload.params, "parts": parts}
-    base.with_suffix(".json").write_text(json.dumps(entries), encoding="utf-8")
+    stem.with_suffix(".json").write_text(json.dumps(entries), encoding="utf-8")
 
 
-def _read_file(base: Path) -> dict[str, TensorUpdate]:
-    entries = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
-    data = memoryview(base.with_suffix(".bin").read_bytes())
+def _read_file(stem: Path) -> dict[str, TensorUpdate]:
+    entries = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    data = memoryview(stem.with_suffix(".bin").read_bytes())
     updates = {}
     for name, entry in entries.items():
         parts = {}
         for part, where in entry["parts"].items():
             dtype, shape, start = where["dtype"], tuple(where["shape"]), where["offset"]
             parts[part] = as_array(data[start : start + nbytes(dtype, shape)], dtype, shape)
-        base = parts.pop(_BASE, None)
-        updates[name] = TensorUpdate(entry["kind"], Payload(parts, entry["params"]), base)
+        updates[name] = TensorUpdate(entry["kind"], Payload(parts, entry["params"]), parts.pop(_BASE, None))
     return updates

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.helpers import git, save_safetensors, theta
-from tests.unit.test_merges_strategies import ties_reference
+from tests.unit.merges.test_strategies import ties_reference
 
 F = "model.safetensors"
 

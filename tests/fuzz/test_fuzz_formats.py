@@ -26,7 +26,6 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +34,7 @@ from git_theta.filters.process import about
 from git_theta.metadata import CheckpointMetadata, MetadataError
 from tests.fuzz.conftest import PROFILE
 from tests.helpers import finish_gguf
+from tests.needs import TORCH, needs_module
 from tests.unit.support import clean_bytes, filter_context, smudge_bytes
 
 FUZZ = settings.get_profile(PROFILE)
@@ -63,6 +63,7 @@ def safetensors_file() -> bytes:
 
 
 def torch_file() -> bytes:
+    torch = needs_module("torch", TORCH)
     buffer = io.BytesIO()
     state = {name: torch.from_numpy(array) for name, array in _arrays().items()}
     torch.save({"model": state, "step": 3, "layers": [torch.ones(2, dtype=torch.bfloat16)]}, buffer)
@@ -243,6 +244,7 @@ def same_arrays(rebuilt: bytes, data: bytes) -> None:
 
 def _flat_tensors(obj: object, prefix: str = "") -> dict[str, tuple]:
     """Every tensor in a loaded checkpoint: path -> (dtype, shape, C-order bytes)."""
+    torch = needs_module("torch", TORCH)
     if isinstance(obj, torch.Tensor):
         return {prefix: (obj.dtype, tuple(obj.shape), obj.contiguous().view(-1).view(torch.uint8).numpy().tobytes())}
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
@@ -252,6 +254,7 @@ def _flat_tensors(obj: object, prefix: str = "") -> dict[str, tuple]:
 def same_tensors(rebuilt: bytes, data: bytes) -> None:
     """The rebuilt file holds the tensors torch reads from the input; where torch's own reader cannot read it (or,
     from a corrupt zip directory, reads other bytes than the records hold), each tensor's bytes are in the input."""
+    torch = needs_module("torch", TORCH)
     actual = _flat_tensors(torch.load(io.BytesIO(rebuilt), weights_only=True))
     try:
         expected = _flat_tensors(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True, mmap=False))

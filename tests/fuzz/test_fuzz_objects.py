@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.filters.clean import store_tensor
-from git_theta.filters.context import FilterContext
 from git_theta.metadata import TensorEntry
+from git_theta.representations.cheapest import store_tensor
+from git_theta.representations.read import read_tensor
+from git_theta.representations.stream import stream_tensors
+from git_theta.session.context import Session
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
-from git_theta.storage.streaming import stream_tensors
-from git_theta.storage.tensors import read_tensor
 from tests.fuzz.conftest import PROFILE
 
 #: The suite's profile (tests/fuzz/conftest.py), with fewer examples by default: each reads a tensor twice.
@@ -46,7 +46,7 @@ def _objects() -> dict[str, tuple[MemoryObjectStore, TensorEntry, bytes]]:
         ("sparse", smooth, _with_few_changed(smooth)),
     ]:
         store = MemoryObjectStore()
-        context = FilterContext(store)
+        context = Session(store)
         spec = TensorSpec("w", "F32" if first.dtype == np.float32 else "U8", first.shape)
         _, entry = store_tensor(context, Tensor(spec, memoryview(first.tobytes())))
         value = first

@@ -1,4 +1,4 @@
-"""Shared pieces of the unit tests: in-process clean/smudge, exact tensor comparison, hypothesis strategies."""
+"""Shared pieces of the unit tests: in-process clean/smudge, hypothesis strategies (torch ones: torch_support.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from git_theta.filters.clean import clean
-from git_theta.filters.context import FilterContext
 from git_theta.filters.smudge import smudge
 from git_theta.metadata import CheckpointMetadata
+from git_theta.session.context import Session
 from git_theta.storage.objects import MemoryObjectStore
 
 #: Few examples, no deadline: the suite must stay fast on two cores, and torch's first calls are slow.
@@ -29,29 +28,6 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-#: git-theta dtype name -> torch dtype, for every dtype git-theta supports.
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "F8_E8M0": torch.float8_e8m0fnu,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U64": torch.uint64,
-    "U32": torch.uint32,
-    "U16": torch.uint16,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "C64": torch.complex64,
-    "C128": torch.complex128,
-}
-#: What the safetensors library can write (it has no complex128).
-SAFETENSORS_DTYPES = [name for name in TORCH_DTYPES if name != "C128"]
 #: What numpy can hold in an .npz without extension types (no bfloat16 or fp8).
 NUMPY_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -73,30 +49,30 @@ FLOAT_DTYPES = ["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]
 
 
 @contextmanager
-def filter_context(store: MemoryObjectStore | None = None) -> Iterator[FilterContext]:
-    """A FilterContext over an in-memory store, its thread pool shut down afterwards."""
-    context = FilterContext(store if store is not None else MemoryObjectStore())
+def filter_context(store: MemoryObjectStore | None = None) -> Iterator[Session]:
+    """A Session over an in-memory store, its thread pool shut down afterwards."""
+    context = Session(store if store is not None else MemoryObjectStore())
     try:
         yield context
     finally:
         context.close()
 
 
-def clean_bytes(data: bytes, path: str, context: FilterContext) -> bytes:
+def clean_bytes(data: bytes, path: str, context: Session) -> bytes:
     """Run the clean filter on ``data`` in-process."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in garbage input
         return clean(io.BytesIO(data), path, context)
 
 
-def smudge_bytes(metadata: bytes, path: str, context: FilterContext) -> bytes:
+def smudge_bytes(metadata: bytes, path: str, context: Session) -> bytes:
     """Run the smudge filter on ``metadata`` in-process and return the rebuilt file."""
     out = io.BytesIO()
     smudge(metadata, path, context)(out)
     return out.getvalue()
 
 
-def round_trip(data: bytes, path: str, context: FilterContext) -> tuple[CheckpointMetadata, bytes]:
+def round_trip(data: bytes, path: str, context: Session) -> tuple[CheckpointMetadata, bytes]:
     """Clean then smudge; return the parsed metadata and the rebuilt file."""
     metadata = clean_bytes(data, path, context)
     return CheckpointMetadata.loads(metadata), smudge_bytes(metadata, path, context)
@@ -107,50 +83,6 @@ def assert_one_line_error(excinfo: pytest.ExceptionInfo, label: str) -> None:
     message = str(excinfo.value)
     assert "\n" not in message, f"multi-line error message: {message!r}"
     assert label in message, f"error message does not name {label!r}: {message!r}"
-
-
-# --- tensors -------------------------------------------------------------------------------------------------------
-
-
-def tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """The exact bytes of a tensor in C order (NaN payloads included)."""
-    flat = tensor.detach().contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-
-
-def torch_tensor(dtype: str, shape: tuple[int, ...], data: bytes) -> torch.Tensor:
-    """A torch tensor of ``dtype`` and ``shape`` holding exactly ``data``."""
-    if not data:
-        return torch.empty(shape, dtype=TORCH_DTYPES[dtype])
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(TORCH_DTYPES[dtype]).reshape(shape)
-
-
-def assert_same_tensor(actual: torch.Tensor, expected: torch.Tensor, where: str = "") -> None:
-    """Same dtype, shape and bit pattern."""
-    assert isinstance(actual, torch.Tensor), f"{where}: {type(actual).__name__} is not a tensor"
-    assert actual.dtype == expected.dtype, f"{where}: dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), (
-        f"{where}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    )
-    assert tensor_bytes(actual) == tensor_bytes(expected), f"{where}: bytes differ"
-
-
-def assert_same_structure(actual: Any, expected: Any, where: str = "top") -> None:
-    """Same nesting, container types, keys in order, plain values and exact tensors."""
-    if isinstance(expected, torch.Tensor):
-        assert_same_tensor(actual, expected, where)
-    elif isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{where}: {type(actual).__name__} is not a dict"
-        assert list(actual) == list(expected), f"{where}: keys {list(actual)} != {list(expected)}"
-        for key in expected:
-            assert_same_structure(actual[key], expected[key], f"{where}/{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert type(actual) is type(expected), f"{where}: {type(actual).__name__} != {type(expected).__name__}"
-        assert len(actual) == len(expected), f"{where}: length {len(actual)} != {len(expected)}"
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            assert_same_structure(a, e, f"{where}/{i}")
-    else:
-        assert type(actual) is type(expected) and repr(actual) == repr(expected), f"{where}: {actual!r} != {expected!r}"
 
 
 # --- hypothesis strategies -----------------------------------------------------------------------------------------
@@ -179,16 +111,6 @@ def raw_data(draw: st.DrawFn, size: int, dtype: str) -> bytes:
 
 
 @st.composite
-def torch_tensors(draw: st.DrawFn, dtypes: list[str]) -> torch.Tensor:
-    """A tensor of one of ``dtypes``, any shape, any bit pattern."""
-    dtype = draw(st.sampled_from(dtypes))
-    shape = draw(shapes)
-    count = int(np.prod(shape, dtype=np.int64))
-    itemsize = torch.empty((), dtype=TORCH_DTYPES[dtype]).element_size()
-    return torch_tensor(dtype, shape, draw(raw_data(count * itemsize, dtype)))
-
-
-@st.composite
 def numpy_arrays(draw: st.DrawFn) -> np.ndarray:
     """A numpy array of a dtype .npz can hold, any shape, any bit pattern."""
     dtype = draw(st.sampled_from(sorted(NUMPY_DTYPES)))
@@ -199,3 +121,13 @@ def numpy_arrays(draw: st.DrawFn) -> np.ndarray:
 
 
 names = st.text(alphabet="abcxyz._0123456789", min_size=1, max_size=8)
+
+
+class Evil:
+    """Unpickling this creates a marker file: proof that code from the checkpoint ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return open, (str(self.marker), "w")

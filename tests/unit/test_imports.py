@@ -10,12 +10,12 @@ import io, sys
 import numpy as np
 from safetensors.numpy import save
 from git_theta.filters.clean import clean
-from git_theta.filters.context import FilterContext
+from git_theta.session.context import Session
 from git_theta.filters.smudge import smudge
 from git_theta.storage.objects import MemoryObjectStore
 
 data = save({"w": np.arange(4096, dtype=np.float32)})
-context = FilterContext(MemoryObjectStore())
+context = Session(MemoryObjectStore())
 metadata = clean(io.BytesIO(data), "model.safetensors", context)
 out = io.BytesIO()
 smudge(metadata, "model.safetensors", context)(out)

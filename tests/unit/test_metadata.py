@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors.torch
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from git_theta.dtypes import ITEMSIZE, nbytes
 from git_theta.metadata import VERSION, CheckpointMetadata, MetadataError, TensorEntry, is_metadata
+from tests.needs import TORCH, needs_module
 from tests.unit.support import PROPERTY, clean_bytes, filter_context, smudge_bytes
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -85,6 +84,7 @@ def golden_safetensors() -> bytes:
 
 
 def golden_torch() -> bytes:
+    torch = needs_module("torch", TORCH)
     state = {
         "model": {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(3, dtype=torch.float16)},
         "optim": {"step": 7, "lr": 0.001, "name": "sgd", "flags": [True, None], "betas": (0.9, 0.99)},
@@ -130,7 +130,7 @@ def test_golden_metadata(name: str) -> None:
 
 
 def test_golden_safetensors_is_a_valid_file() -> None:
-    loaded = safetensors.torch.load(golden_safetensors())
+    loaded = needs_module("safetensors.torch", TORCH).load(golden_safetensors())
     assert loaded["step"].item() == 1000 and loaded["tokens"].tolist() == list(b"hello")
 
 

@@ -9,13 +9,15 @@ import pytest
 
 from git_theta import plugins
 from git_theta.checkpoints.base import TensorSpec
-from git_theta.updates.base import UpdateError, dtype_name
+from git_theta.dtypes import dtype_name
+from git_theta.updates.base import UpdateError
 from git_theta.updates.plan import plan_updates
-from git_theta.updates.sources import read_update_file
+from git_theta.updates.update_files import read_update_file
+from tests.needs import TORCH, needs_module
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
+torch = needs_module("torch", TORCH)
+transformers = needs_module("transformers", "pip install transformers")
+peft = needs_module("peft", "pip install peft")
 nn = torch.nn
 
 
@@ -77,7 +79,7 @@ def adapted(model, config, directory: Path) -> dict[str, np.ndarray]:
 
 def applied(directory: Path, kind: str, base: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """git-theta's weights: the adapter's updates matched to ``base`` and applied; and the update type of each."""
-    specs = {"model.safetensors": [TensorSpec(n, dtype_name(a), a.shape) for n, a in base.items()]}
+    specs = {"model.safetensors": [TensorSpec(n, dtype_name(a.dtype), a.shape) for n, a in base.items()]}
     plan = plan_updates(read_update_file(directory, kind), specs, str(directory))["model.safetensors"]
     weights = dict(base)
     for name, update in plan.items():

@@ -18,6 +18,7 @@ from git_theta.checkpoints.numpy import NpzCheckpoint
 from tests.unit.support import (
     NUMPY_DTYPES,
     PROPERTY,
+    Evil,
     assert_one_line_error,
     clean_bytes,
     filter_context,
@@ -26,7 +27,6 @@ from tests.unit.support import (
     round_trip,
     smudge_bytes,
 )
-from tests.unit.test_checkpoints_torch import Evil
 
 LABEL = "data/bad.npz"
 

@@ -6,8 +6,6 @@ import io
 
 import numpy as np
 import pytest
-import safetensors.torch
-import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -17,22 +15,28 @@ from git_theta.metadata import CheckpointMetadata, MetadataError
 from git_theta.plugins import PluginError
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
+from tests.needs import TORCH, needs_module
 from tests.unit.support import (
     FLOAT_DTYPES,
     PROPERTY,
-    SAFETENSORS_DTYPES,
-    TORCH_DTYPES,
     assert_one_line_error,
-    assert_same_structure,
     clean_bytes,
     filter_context,
     names,
     round_trip,
     smudge_bytes,
+)
+from tests.unit.torch_support import (
+    SAFETENSORS_DTYPES,
+    TORCH_DTYPES,
+    assert_same_structure,
     tensor_bytes,
     torch_tensor,
     torch_tensors,
 )
+
+torch = needs_module("torch", TORCH)
+safetensors_torch = needs_module("safetensors.torch", TORCH)
 
 DTYPE_NAMES = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 
@@ -56,7 +60,7 @@ def test_one_bit_flip_changes_that_tensor_only(tensors: dict[str, torch.Tensor],
     raw[byte] ^= 1 if dtype == "BOOL" else 1 << data.draw(st.integers(0, 7))
     edited = {**tensors, name: torch_tensor(dtype, tuple(tensors[name].shape), bytes(raw))}
 
-    original_file, edited_file = safetensors.torch.save(tensors), safetensors.torch.save(edited)
+    original_file, edited_file = safetensors_torch.save(tensors), safetensors_torch.save(edited)
     with filter_context() as context:
         before = clean_bytes(original_file, "m.safetensors", context)
         after = clean_bytes(edited_file, "m.safetensors", context)
@@ -85,9 +89,9 @@ def test_nextafter_one_is_kept(dtype: str) -> None:
     assert edited[37].double() > 1.0
     other = torch.linspace(-1, 1, 50).to(TORCH_DTYPES[dtype])
     with filter_context() as context:
-        before = clean_bytes(safetensors.torch.save({"w": ones, "b": other}), "m.safetensors", context)
-        after = clean_bytes(safetensors.torch.save({"w": edited, "b": other}), "m.safetensors", context)
-        rebuilt = safetensors.torch.load(smudge_bytes(after, "m.safetensors", context))
+        before = clean_bytes(safetensors_torch.save({"w": ones, "b": other}), "m.safetensors", context)
+        after = clean_bytes(safetensors_torch.save({"w": edited, "b": other}), "m.safetensors", context)
+        rebuilt = safetensors_torch.load(smudge_bytes(after, "m.safetensors", context))
     assert entries(after)["w"].hash != entries(before)["w"].hash
     assert entries(after)["w"].oid != entries(before)["w"].oid
     assert entries(after)["b"] == entries(before)["b"]
@@ -127,9 +131,9 @@ def test_special_values_are_distinct_bit_patterns(value: float) -> None:
     special[0] = value
     quiet = torch.tensor([0x7FC00001], dtype=torch.int32).view(torch.float32)  # a NaN with a payload
     with filter_context() as context:
-        metas = [clean_bytes(safetensors.torch.save({"w": t}), "m.safetensors", context) for t in (base, special)]
-        payload = clean_bytes(safetensors.torch.save({"w": quiet}), "m.safetensors", context)
-        rebuilt = safetensors.torch.load(smudge_bytes(payload, "m.safetensors", context))
+        metas = [clean_bytes(safetensors_torch.save({"w": t}), "m.safetensors", context) for t in (base, special)]
+        payload = clean_bytes(safetensors_torch.save({"w": quiet}), "m.safetensors", context)
+        rebuilt = safetensors_torch.load(smudge_bytes(payload, "m.safetensors", context))
     assert entries(metas[0])["w"].hash != entries(metas[1])["w"].hash
     assert tensor_bytes(rebuilt["w"]) == tensor_bytes(quiet)
 
@@ -154,18 +158,18 @@ def test_identical_tensors_in_one_file_are_stored_once() -> None:
     tensors = {"a": shared, "b": shared.clone(), "c": torch.randn(32), "d": shared.clone()}
     store = CountingStore()
     with filter_context(store) as context:
-        metadata, rebuilt = round_trip(safetensors.torch.save(tensors), "m.safetensors", context)
+        metadata, rebuilt = round_trip(safetensors_torch.save(tensors), "m.safetensors", context)
     assert metadata.tensors["a"].oid == metadata.tensors["b"].oid == metadata.tensors["d"].oid
     # Objects, not writers: identical tensors in flight on two threads may both be encoded (same oid either way).
     assert len(store.objects) == 2
-    assert rebuilt == safetensors.torch.save(tensors)
+    assert rebuilt == safetensors_torch.save(tensors)
 
 
 def test_identical_tensors_across_files_are_stored_once() -> None:
     torch.manual_seed(0)
     embed, head = torch.randn(64, 16), torch.randn(16)
-    first = safetensors.torch.save({"embed": embed, "head": head})
-    second = safetensors.torch.save({"embed": embed.clone(), "head": head + 1, "extra": torch.randn(4)})
+    first = safetensors_torch.save({"embed": embed, "head": head})
+    second = safetensors_torch.save({"embed": embed.clone(), "head": head + 1, "extra": torch.randn(4)})
     store = CountingStore()
     with filter_context(store) as context:
         meta1 = clean_bytes(first, "v1.safetensors", context)
@@ -186,10 +190,10 @@ def test_same_store_different_contexts_and_formats() -> None:
     npz = io.BytesIO()
     np.savez(npz, w=array)
     with filter_context(store) as context:
-        from_safetensors = clean_bytes(safetensors.torch.save({"w": torch.from_numpy(array)}), "a.safetensors", context)
+        from_safetensors = clean_bytes(safetensors_torch.save({"w": torch.from_numpy(array)}), "a.safetensors", context)
     count = len(store.objects)
     with filter_context(store) as context:  # a later git command: a fresh context, the same store
-        again = clean_bytes(safetensors.torch.save({"w": torch.from_numpy(array)}), "a.safetensors", context)
+        again = clean_bytes(safetensors_torch.save({"w": torch.from_numpy(array)}), "a.safetensors", context)
         from_npz = clean_bytes(npz.getvalue(), "a.npz", context)
     assert again == from_safetensors
     assert entries(from_npz)["w"] == entries(from_safetensors)["w"]  # encoding is deterministic: the same object
@@ -199,10 +203,10 @@ def test_same_store_different_contexts_and_formats() -> None:
 def test_empty_tensors_of_any_dtype_share_one_object() -> None:
     tensors = {"f": torch.empty(0), "i": torch.empty(3, 0, dtype=torch.int64), "b": torch.empty(0, dtype=torch.bool)}
     with filter_context() as context:
-        metadata, rebuilt = round_trip(safetensors.torch.save(tensors), "m.safetensors", context)
+        metadata, rebuilt = round_trip(safetensors_torch.save(tensors), "m.safetensors", context)
         assert len({entry.oid for entry in metadata.tensors.values()}) == 1
         assert len(context.store.objects) == 1
-    assert rebuilt == safetensors.torch.save(tensors)
+    assert rebuilt == safetensors_torch.save(tensors)
 
 
 # --- what is not a checkpoint
@@ -217,7 +221,7 @@ def test_empty_file_stays_empty() -> None:
 
 def test_metadata_is_passed_through() -> None:
     with filter_context() as context:
-        metadata = clean_bytes(safetensors.torch.save({"w": torch.ones(2)}), "m.safetensors", context)
+        metadata = clean_bytes(safetensors_torch.save({"w": torch.ones(2)}), "m.safetensors", context)
     with filter_context() as fresh:
         assert clean_bytes(metadata, "m.safetensors", fresh) == metadata
         assert not fresh.store.objects
@@ -251,7 +255,7 @@ def _cleaned() -> tuple[MemoryObjectStore, bytes]:
     store = MemoryObjectStore()
     tensors = {"a": torch.randn(100), "b": torch.arange(50, dtype=torch.int32)}
     with filter_context(store) as context:
-        return store, clean_bytes(safetensors.torch.save(tensors), "m.safetensors", context)
+        return store, clean_bytes(safetensors_torch.save(tensors), "m.safetensors", context)
 
 
 def test_missing_objects_fail_before_anything_is_written() -> None:
@@ -302,6 +306,6 @@ def test_random_bytes_are_refused_or_round_trip(data: bytes, path: str) -> None:
 def test_stored_size_is_reported(dtype: str) -> None:
     tensor = torch.zeros(4096, dtype=TORCH_DTYPES[dtype])
     with filter_context() as context:
-        entry = entries(clean_bytes(safetensors.torch.save({"z": tensor}), "m.safetensors", context))["z"]
+        entry = entries(clean_bytes(safetensors_torch.save({"z": tensor}), "m.safetensors", context))["z"]
         assert entry.stored == len(context.store.objects[entry.oid])
     assert entry.stored < entry.nbytes  # zeros compress

@@ -7,8 +7,6 @@ import struct
 from pathlib import Path
 
 import pytest
-import safetensors.torch
-import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -16,19 +14,20 @@ from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.safetensors import SafetensorsCheckpoint
 from git_theta.metadata import CheckpointMetadata, MetadataError
 from tests.helpers import random_model, save_safetensors
+from tests.needs import TORCH, needs_module
 from tests.unit.support import (
     PROPERTY,
-    SAFETENSORS_DTYPES,
-    TORCH_DTYPES,
     assert_one_line_error,
     clean_bytes,
     filter_context,
     names,
     round_trip,
     smudge_bytes,
-    tensor_bytes,
-    torch_tensors,
 )
+from tests.unit.torch_support import SAFETENSORS_DTYPES, TORCH_DTYPES, tensor_bytes, torch_tensors
+
+torch = needs_module("torch", TORCH)
+safetensors_torch = needs_module("safetensors.torch", TORCH)
 
 LABEL = "models/bad.safetensors"
 
@@ -55,7 +54,7 @@ def f32(name_offsets: dict[str, tuple[list[int], list[int]]]) -> dict:
 )
 def test_round_trip_is_byte_identical(tensors: dict[str, torch.Tensor], user_metadata: dict | None) -> None:
     assume(tensors or user_metadata is None)  # safetensors itself writes a broken header for ({}, metadata={...})
-    data = safetensors.torch.save(tensors, metadata=user_metadata)
+    data = safetensors_torch.save(tensors, metadata=user_metadata)
     with filter_context() as context:
         metadata, rebuilt = round_trip(data, "model.safetensors", context)
     assert rebuilt == data
@@ -79,21 +78,21 @@ def test_every_dtype_scalar_empty_1d_3d(dtype: str) -> None:
         if dtype == "BOOL":
             raw &= 1
         tensors[name] = raw.view(TORCH_DTYPES[dtype]).reshape(shape)
-    data = safetensors.torch.save(tensors, metadata={"format": "pt"})
+    data = safetensors_torch.save(tensors, metadata={"format": "pt"})
     with filter_context() as context:
         metadata, rebuilt = round_trip(data, "m.safetensors", context)
     assert rebuilt == data
     assert {name: entry.dtype for name, entry in metadata.tensors.items()} == dict.fromkeys(tensors, dtype)
     if dtype == "F8_E8M0":
         return  # safetensors 0.8 writes F8_E8M0 but cannot load it back
-    loaded = safetensors.torch.load(rebuilt)
+    loaded = safetensors_torch.load(rebuilt)
     for name, tensor in tensors.items():
         assert tensor_bytes(loaded[name]) == tensor_bytes(tensor)
 
 
 def test_real_files_written_by_the_library(tmp_path: Path) -> None:
     torch_file, numpy_file = tmp_path / "t.safetensors", tmp_path / "n.safetensors"
-    safetensors.torch.save_file(
+    safetensors_torch.save_file(
         {"w": torch.randn(16, 8), "b": torch.zeros(8, dtype=torch.bfloat16)}, str(torch_file), metadata={"k": "v"}
     )
     save_safetensors(numpy_file, random_model(seed=3), metadata={"format": "np", "note": "äöü"})
@@ -111,7 +110,7 @@ def test_unusual_but_valid_header_bytes_are_kept() -> None:
         b'  "__metadata__": {"z": "1", "a": "\\u00e9"} }          '
     )
     data = build(header, struct.pack("<4f", 1.0, 2.0, 3.0, 4.0))
-    assert safetensors.torch.load(data)["b"].tolist() == [3.0, 4.0]
+    assert safetensors_torch.load(data)["b"].tolist() == [3.0, 4.0]
     with filter_context() as context:
         metadata, rebuilt = round_trip(data, "m.safetensors", context)
     assert rebuilt == data
@@ -124,7 +123,7 @@ def test_zero_size_tensor_at_the_offset_of_the_next_tensor() -> None:
         "z": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
     }
     data = build(header, b"\x01\x02\x03")
-    assert safetensors.torch.load(data)["b"].tolist() == [1, 2, 3]  # the library accepts this file
+    assert safetensors_torch.load(data)["b"].tolist() == [1, 2, 3]  # the library accepts this file
     with filter_context() as context:
         assert round_trip(data, "m.safetensors", context)[1] == data
 
@@ -133,7 +132,7 @@ def test_zero_size_tensor_at_the_offset_of_the_next_tensor() -> None:
 
 
 def _real_file() -> bytes:
-    return safetensors.torch.save({"a": torch.arange(6, dtype=torch.float32), "b": torch.ones(4, dtype=torch.int16)})
+    return safetensors_torch.save({"a": torch.arange(6, dtype=torch.float32), "b": torch.ones(4, dtype=torch.int16)})
 
 
 def _clean_error(data: bytes) -> pytest.ExceptionInfo:

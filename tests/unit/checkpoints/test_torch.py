@@ -12,24 +12,25 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.torch import TorchCheckpoint
 from git_theta.metadata import CheckpointMetadata, MetadataError
+from tests.needs import TORCH, needs_module
 from tests.unit.support import (
     PROPERTY,
-    TORCH_DTYPES,
+    Evil,
     assert_one_line_error,
-    assert_same_structure,
     clean_bytes,
     filter_context,
     round_trip,
     smudge_bytes,
-    torch_tensors,
 )
+from tests.unit.torch_support import TORCH_DTYPES, assert_same_structure, torch_tensors
+
+torch = needs_module("torch", TORCH)
 
 LABEL = "ckpt/bad.pt"
 ALL_DTYPES = list(TORCH_DTYPES)
@@ -182,16 +183,6 @@ def test_colliding_flat_names_are_refused() -> None:
 
 
 # --- bad input: nothing is ever unpickled --------------------------------------------------------------------------
-
-
-class Evil:
-    """Unpickling this creates a marker file: proof that code from the checkpoint ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return open, (str(self.marker), "w")
 
 
 def test_pickled_object_is_refused_and_never_run(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tensors to and from the object store: the one place that turns a metadata entry into exact bytes and back.
+"""Tensors read from the object store: the one place that turns a metadata entry into exact bytes.
 
 A dense tensor is one object. A tensor stored as an update is rebuilt from its base chain: the base is read
 (recursively), the update applied, and the result checked against the tensor's SHA-256 before it is used.
@@ -7,16 +7,16 @@ A dense tensor is one object. A tensor stored as an update is rebuilt from its b
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any
 
+from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.storage.codec import MemorySink, ObjectReader, decode, encode, encode_update, read_payload
+from git_theta.pipeline import ordered_map
+from git_theta.storage.codec import PARALLEL_FRAMES, Block, ObjectReader, decode, read_payload
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
-
-#: Objects up to this size are encoded in memory and written once: cheap for thousands of tiny tensors.
-SMALL_OBJECT = 1 << 20
 
 
 def tensor_label(path: str, name: str, entry: TensorEntry) -> str:
@@ -51,15 +51,22 @@ def read_tensor(
 
 
 def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, executor: Executor | None) -> memoryview:
-    """A tensor stored as a delta from its keyframe, assembled from the streamed blocks (hashed as they stream):
-    memory holds the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
-    from git_theta.storage.streaming import stream_tensors
-
-    out, at = bytearray(entry.nbytes), 0
-    for blocks in stream_tensors(store, [(label, entry)], executor):
+    """A tensor stored as a delta from its keyframe, assembled block by block and hashed as it goes: memory holds
+    the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
+    pair = DeltaBlocks(store, entry, label)
+    out, at, digest = bytearray(entry.nbytes), 0, hashlib.sha256()
+    try:
+        if executor is None:
+            blocks: Iterator[memoryview] = map(pair.read_block, pair.blocks)
+        else:
+            blocks = ordered_map(executor, pair.read_block, pair.blocks, PARALLEL_FRAMES)
         for block in blocks:
             out[at : at + len(block)] = block
+            digest.update(block)
             at += len(block)
+    finally:
+        pair.close()
+    pair.check_hash(digest)
     return memoryview(out)
 
 
@@ -94,42 +101,48 @@ def apply_update(
     return raw_bytes(new)
 
 
-def store_dense(
-    store: ObjectStore, data: memoryview, digest: str, group: int, level: int, executor: Executor | None
-) -> tuple[str, int]:
-    """Store a tensor whole; return ``(oid, stored size)``."""
-    return _store(store, len(data), lambda sink: encode(data, digest, group, sink, level, executor))
+class DeltaBlocks:
+    """A tensor stored as a delta from a keyframe: each block is the keyframe's block plus the delta's, decoded as
+    one task, so a fine-tuned version streams on every core like a dense one. The result is hashed as it goes."""
 
+    def __init__(self, store: ObjectStore, entry: TensorEntry, label: str) -> None:
+        from git_theta.updates.delta import bits_dtype
 
-def store_update(
-    store: ObjectStore,
-    parts: list[tuple[str, str, tuple[int, ...], memoryview]],
-    digest: str,
-    update: dict[str, Any],
-    level: int,
-    executor: Executor | None,
-) -> tuple[str, int]:
-    """Store an update object (see ``codec.encode_update``); return ``(oid, stored size)``."""
-    size = sum(len(data) for *_, data in parts)
-    return _store(store, size, lambda sink: encode_update(parts, digest, update, sink, level, executor))
+        keyframe = entry.base_entry()
+        self.label, self.hash = label, entry.hash
+        self.bits = bits_dtype(numpy_dtype(entry.dtype))
+        self.keyframe = ObjectReader(
+            store.open(keyframe.oid),
+            keyframe.hash,
+            keyframe.nbytes,
+            keyframe.stored,
+            f"{keyframe.oid[:12]} (base of {label})",
+        )
+        self.delta = open_update(store, entry, label)
+        if len(self.delta.parts()) != 1:
+            raise ObjectError(f"object {label} is not the delta update the metadata describes")
+        layout = [(start, length) for _, _, start, length, _ in self.keyframe.blocks]
+        if layout != [(start, length) for _, _, start, length, _ in self.delta.blocks]:
+            raise ObjectError(f"object {label} does not line up with its base")
+        self.blocks = list(zip(self.keyframe.blocks, self.delta.blocks, strict=True))
 
+    def read_block(self, blocks: tuple[Block, Block]) -> memoryview:
+        """Decode one block of the keyframe and the delta's block at the same place; return their sum."""
+        import numpy as np
 
-def encode_in_memory(write: Any) -> bytes:
-    """The object ``write(sink)`` produces, without storing it."""
-    sink = MemorySink()
-    write(sink)
-    return sink.getvalue()
+        from git_theta.updates.delta import add_zigzag_difference
 
+        base, delta = self.keyframe.read_block(blocks[0]), self.delta.read_block(blocks[1])
+        zigzag = np.frombuffer(delta, self.bits)
+        new = add_zigzag_difference(np.frombuffer(base, self.bits), zigzag, zigzag if zigzag.flags.writeable else None)
+        return memoryview(new.view(np.uint8))
 
-def _store(store: ObjectStore, size: int, write: Any) -> tuple[str, int]:
-    if size <= SMALL_OBJECT:
-        sink = MemorySink()
-        write(sink)
-        return store.put(sink.getvalue())
-    writer = store.writer()
-    try:
-        write(writer)
-        return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    def check_hash(self, digest: hashlib._Hash) -> None:
+        """Compare the SHA-256 of the rebuilt tensor with the tensor's hash."""
+        if "sha256:" + digest.hexdigest() != self.hash:
+            raise ObjectError(f"tensor {self.label}: its delta and base do not give the committed tensor")
+
+    def close(self) -> None:
+        """Close both objects."""
+        self.keyframe.close()
+        self.delta.close()

@@ -22,7 +22,7 @@ from tests.unit.support import PROPERTY
 
 GROUPS = [1, 2, 4, 8, 16]
 LABEL = "abc123 (tensor 'w' of m.safetensors)"
-GOLDEN = Path(__file__).parent.parent / "golden"
+GOLDEN = Path(__file__).parents[2] / "golden"
 
 
 def digest(raw: bytes) -> str:

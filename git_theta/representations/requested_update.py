@@ -17,14 +17,16 @@ from pathlib import Path
 from git_theta import plugins
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import itemsize
-from git_theta.filters.clean import UPDATE_TYPE_ENV, store_tensor
-from git_theta.filters.context import FilterContext
-from git_theta.filters.represent import update_header, update_parts
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import frame_executor
-from git_theta.storage.tensors import read_tensor, store_dense, store_update
+from git_theta.representations.cheapest import store_tensor, update_header, update_parts
+from git_theta.representations.read import read_tensor
+from git_theta.session.context import Session
 from git_theta.updates.base import TensorUpdate
 from git_theta.updates.requests import UPDATE_REQUEST_ENV, FileUpdates
+
+#: Set by ``git theta add --update-type`` for the filter that ``git add`` starts (the updates themselves: see
+#: updates/requests.py).
+UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
 
 
 class UpdateRequest:
@@ -50,7 +52,7 @@ class UpdateRequest:
             self.file.check_all_used(checkpoint)
 
 
-def store_requested(context: FilterContext, request: UpdateRequest, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+def store_requested(context: Session, request: UpdateRequest, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
     """Store one tensor of a checkpoint added with ``--update-type``."""
     spec = tensor.spec
     if request.file is not None:
@@ -62,7 +64,7 @@ def store_requested(context: FilterContext, request: UpdateRequest, tensor: Tens
     return spec, _infer_and_store(context, request, tensor)
 
 
-def _apply_and_store(context: FilterContext, update: TensorUpdate, spec: TensorSpec, base: TensorEntry) -> TensorEntry:
+def _apply_and_store(context: Session, update: TensorUpdate, spec: TensorSpec, base: TensorEntry) -> TensorEntry:
     from git_theta.updates.base import as_array, raw_bytes
 
     old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
@@ -76,7 +78,7 @@ def _apply_and_store(context: FilterContext, update: TensorUpdate, spec: TensorS
     return _store_update(context, update.kind, spec, new, base, update.payload)
 
 
-def _infer_and_store(context: FilterContext, request: UpdateRequest, tensor: Tensor) -> TensorEntry:
+def _infer_and_store(context: Session, request: UpdateRequest, tensor: Tensor) -> TensorEntry:
     from git_theta.updates.base import as_array
 
     spec, data = tensor.spec, memoryview(tensor.data).cast("B")
@@ -102,20 +104,20 @@ def _rebuilt(request: UpdateRequest, old_array, payload) -> memoryview:
 
 
 def _store_update(
-    context: FilterContext, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload
+    context: Session, kind: str, spec: TensorSpec, new: memoryview, base: TensorEntry, payload
 ) -> TensorEntry:
     digest = "sha256:" + hashlib.sha256(new).hexdigest()
     known = context.file.stored(spec, digest)
     if known is not None:
         return known  # the update gives a tensor already stored
     header = update_header(kind, base, payload.params)
-    oid, stored = store_update(context.store, update_parts(payload), digest, header, context.level, frame_executor())
+    oid, stored = context.encoder.store_update(context.store, update_parts(payload), digest, header)
     chain = (base.link, *base.base)
     return TensorEntry(spec.dtype, spec.shape, len(new), digest, oid, stored, kind, chain, previous=chain)
 
 
-def _keyframe(context: FilterContext, spec: TensorSpec, data: memoryview, digest: str) -> TensorEntry:
-    oid, stored = store_dense(context.store, data, digest, itemsize(spec.dtype), context.level, frame_executor())
+def _keyframe(context: Session, spec: TensorSpec, data: memoryview, digest: str) -> TensorEntry:
+    oid, stored = context.encoder.store_dense(context.store, data, digest, itemsize(spec.dtype))
     return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
 
 

@@ -1,4 +1,7 @@
-"""What the filters need from the repository, set up once per git command."""
+"""The state of one git command: the object store, threads, settings and lookups of what the repository holds.
+
+Filters, merges, migration and diffs all work through one ``Session``, set up once per git command.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
-from git_theta.filters.known import Checkpoints, KnownTensors
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
@@ -17,8 +19,9 @@ from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
 from git_theta.git.runner import GitError
 from git_theta.git.trees import index_blobs, tree_blobs
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import workers
-from git_theta.storage.codec import DEFAULT_LEVEL
+from git_theta.pipeline import frame_executor, workers
+from git_theta.session.known import Checkpoints, KnownTensors
+from git_theta.storage.encoder import Encoder
 from git_theta.storage.lfs_transfer import fetch_objects
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
 
@@ -26,20 +29,21 @@ from git_theta.storage.objects import LfsObjectStore, ObjectStore
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 
 
-class FilterContext:
-    """The object store, a thread pool, and lookups of what the repository already holds."""
+class Session:
+    """The object store, thread pools, encoding settings, and lookups of what the repository already holds."""
 
     def __init__(
         self,
         store: ObjectStore,
         blobs: BlobReader | None = None,
         fetch: Callable[[dict[str, int]], None] | None = None,
-        level: int = DEFAULT_LEVEL,
+        encoder: Encoder | None = None,
         max_delta_depth: int = DEFAULT_DEPTH,
         index: Path | None = None,
     ) -> None:
         self.store = store
-        self.level = level
+        #: How new objects are encoded (compression level, threads for a large tensor's blocks).
+        self.encoder = encoder if encoder is not None else Encoder(executor=frame_executor())
         #: Updates that may stack on a tensor before it is stored whole again (``theta.maxDeltaDepth``).
         self.max_delta_depth = max_delta_depth
         #: Downloads missing objects (oid -> size); raises TransferError naming those it could not get.
@@ -54,13 +58,13 @@ class FilterContext:
         self.blobs = blobs
         #: The index file, whose changes (another step of a rebase, say) make what we read of it stale.
         self.index = index
-        #: What the file being cleaned (or merged) may reuse or build on; see filters/known.py.
+        #: What the file being cleaned (or merged) may reuse or build on; see session/known.py.
         self.file = KnownTensors("", ())
         self._state: tuple | None = None
         self._checkpoints: Checkpoints | None = None
 
     @classmethod
-    def for_repository(cls) -> FilterContext:
+    def for_repository(cls) -> Session:
         """The context of the repository git runs us in."""
         settings = filter_settings()
         store = LfsObjectStore(settings.storage)

@@ -18,8 +18,6 @@ from typing import NamedTuple
 from git_theta.checkpoints.base import Tensor
 from git_theta.checkpoints.detect import detect
 from git_theta.errors import GitThetaError
-from git_theta.filters.clean import store_tensor
-from git_theta.filters.context import FilterContext
 from git_theta.git import config, hooks
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
@@ -28,6 +26,8 @@ from git_theta.legacy.checkpoint import LEGACY_TYPES, Rebuilt
 from git_theta.legacy.filters import resolve
 from git_theta.legacy.metadata import is_legacy_metadata
 from git_theta.metadata import CheckpointMetadata
+from git_theta.representations.cheapest import store_tensor
+from git_theta.session.context import Session
 from git_theta.storage.format_data import store_format
 
 #: The old tool's commands, by the config key that names them.
@@ -57,7 +57,7 @@ def legacy_paths(paths: tuple[str, ...], root: Path) -> list[str]:
         return [path for path in tracked if is_legacy_metadata(blobs.read(f":{path}") or b"")]
 
 
-def migrate_file(path: str, root: Path, context: FilterContext, blobs: BlobReader) -> Migrated:
+def migrate_file(path: str, root: Path, context: Session, blobs: BlobReader) -> Migrated:
     """Stage ``path`` in our format, from the legacy metadata in the index."""
     legacy = blobs.read(f":{path}") or b""
     rebuilt = resolve(legacy, path, context)
@@ -65,7 +65,7 @@ def migrate_file(path: str, root: Path, context: FilterContext, blobs: BlobReade
     context.start_file(path, [])
     for spec, data in zip(rebuilt.specs, rebuilt.tensors, strict=True):
         _, entries[spec.name] = store_tensor(context, Tensor(spec, data))
-    format_data = store_format(rebuilt.format, context.store, context.level)
+    format_data = store_format(rebuilt.format, context.store, context.encoder)
     ours = CheckpointMetadata(rebuilt.checkpoint_type, entries, format_data).dumps()
     state = _worktree_state(root / path, path, rebuilt, context)
     mode = run("ls-files", "-s", "-z", "--", path, cwd=str(root)).stdout.split(b" ", 1)[0].decode()
@@ -78,7 +78,7 @@ def migrate_file(path: str, root: Path, context: FilterContext, blobs: BlobReade
     return Migrated(path, len(entries), state)
 
 
-def _worktree_state(file: Path, path: str, rebuilt: Rebuilt, context: FilterContext) -> str:
+def _worktree_state(file: Path, path: str, rebuilt: Rebuilt, context: Session) -> str:
     try:
         with open(file, "rb") as handle:
             head = handle.read(4096)
@@ -90,7 +90,7 @@ def _worktree_state(file: Path, path: str, rebuilt: Rebuilt, context: FilterCont
         return "missing"
 
 
-def _holds(handle: object, head: bytes, path: str, rebuilt: Rebuilt, context: FilterContext) -> bool:
+def _holds(handle: object, head: bytes, path: str, rebuilt: Rebuilt, context: Session) -> bool:
     """Tell whether the file holds exactly the rebuilt tensors."""
     expected = {
         s.name: (s.dtype, s.shape, hashlib.sha256(d).digest())

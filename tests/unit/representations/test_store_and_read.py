@@ -1,4 +1,4 @@
-"""Every update representation rebuilds the exact bytes; low-rank and ia3 follow their definitions."""
+"""Tensors stored and read back in every representation: exact bytes, keyframes, streamed deltas, bounded memory."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.filters.clean import store_tensor
-from git_theta.filters.context import FilterContext
-from git_theta.filters.represent import update_header, update_parts
 from git_theta.metadata import TensorEntry
+from git_theta.representations.cheapest import store_tensor, update_header, update_parts
+from git_theta.representations.read import read_tensor
+from git_theta.session.context import Session
+from git_theta.storage.encoder import Encoder
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
-from git_theta.storage.tensors import read_tensor, store_dense, store_update
-from git_theta.updates.base import Payload, UpdateError, raw_bytes
+from git_theta.updates.base import Payload, raw_bytes
 from git_theta.updates.delta import DeltaUpdate
-from git_theta.updates.ia3 import Ia3Update
-from git_theta.updates.low_rank import LowRankUpdate
-from git_theta.updates.sparse import SparseUpdate
 
 DTYPES = {
     "F32": np.float32,
@@ -42,8 +39,8 @@ def digest(data: bytes | memoryview) -> str:
 
 def store_as(store: MemoryObjectStore, name: str, payload: Payload, base: TensorEntry, new: np.ndarray) -> TensorEntry:
     data = raw_bytes(new)
-    oid, stored = store_update(
-        store, update_parts(payload), digest(data), update_header(name, base, payload.params), 1, None
+    oid, stored = Encoder().store_update(
+        store, update_parts(payload), digest(data), update_header(name, base, payload.params)
     )
     dtype = base.dtype
     return TensorEntry(dtype, new.shape, len(data), digest(data), oid, stored, name, (base.link, *base.base))
@@ -51,7 +48,7 @@ def store_as(store: MemoryObjectStore, name: str, payload: Payload, base: Tensor
 
 def dense_entry(store: MemoryObjectStore, dtype: str, array: np.ndarray) -> TensorEntry:
     data = raw_bytes(array)
-    oid, stored = store_dense(store, data, digest(data), array.dtype.itemsize, 1, None)
+    oid, stored = Encoder().store_dense(store, data, digest(data), array.dtype.itemsize)
     return TensorEntry(dtype, array.shape, len(data), digest(data), oid, stored)
 
 
@@ -102,7 +99,7 @@ def test_a_chain_of_deltas_rebuilds_every_version(versions: list[bytes]) -> None
 def test_clean_stores_each_version_against_the_keyframe() -> None:
     rng = np.random.default_rng(0)
     store = MemoryObjectStore()
-    context = FilterContext(store, max_delta_depth=2)
+    context = Session(store, max_delta_depth=2)
     value = rng.standard_normal((256, 256)).astype(np.float32)
     spec = TensorSpec("w", "F32", value.shape)
     entries = []
@@ -122,7 +119,7 @@ def test_clean_stores_each_version_against_the_keyframe() -> None:
 def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
     rng = np.random.default_rng(1)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     value = rng.standard_normal((512, 512)).astype(np.float32)
     spec = TensorSpec("w", "F32", value.shape)
     _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
@@ -139,14 +136,14 @@ def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
 @pytest.mark.parametrize("dtype", ["F32", "BF16", "C64"])
 def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, monkeypatch) -> None:
     """Tensors over 4 MiB: a fine-tune is a delta (never held whole), a rewrite is whole, a sparse edit sparse."""
-    from git_theta.filters import represent
+    from git_theta.representations import cheapest as represent
 
     opened = []
     real_open = represent._StreamedDelta.open
     monkeypatch.setattr(represent._StreamedDelta, "open", lambda *args: opened.append(1) or real_open(*args))
     rng = np.random.default_rng(7)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     shape = (2560, 1027)  # 5 to 20 MiB: several 1 MiB blocks and a partial last one
     value = (rng.standard_normal(shape) * 0.02).astype(DTYPES[dtype])
     spec = TensorSpec("w", dtype, shape)
@@ -177,7 +174,7 @@ def test_reading_a_delta_holds_the_tensor_and_a_few_blocks() -> None:
 
     rng = np.random.default_rng(8)
     store = MemoryObjectStore()
-    context = FilterContext(store)
+    context = Session(store)
     value = rng.standard_normal((2048, 2048)).astype(np.float32)  # 16 MiB
     spec = TensorSpec("w", "F32", value.shape)
     _, context.previous["w"] = store_tensor(context, Tensor(spec, raw_bytes(value)))
@@ -197,68 +194,6 @@ def test_reading_a_delta_holds_the_tensor_and_a_few_blocks() -> None:
     assert peak < 2 * tuned.nbytes, peak
 
 
-def test_low_rank_is_base_plus_scaled_product() -> None:
-    rng = np.random.default_rng(2)
-    base = rng.integers(-8, 8, (6, 5)).astype(np.float32)
-    left, right = rng.integers(-4, 4, (6, 2)).astype(np.float32), rng.integers(-4, 4, (2, 5)).astype(np.float32)
-    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {"scale": 0.5}))
-    # Small integers: every product and sum is exact, so an ordinary matmul must agree bit for bit.
-    np.testing.assert_array_equal(new, base + 0.5 * (left @ right))
-    assert new.dtype == np.float32
-
-
-def test_low_rank_rounds_once_from_float64() -> None:
-    rng = np.random.default_rng(3)
-    base = rng.standard_normal((4, 3)).astype(ml_dtypes.bfloat16)
-    left, right = rng.standard_normal((4, 2)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
-    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {}))
-    exact = base.astype(np.float64) + left.astype(np.float64) @ right.astype(np.float64)
-    np.testing.assert_array_equal(new, exact.astype(ml_dtypes.bfloat16))
-
-
-def test_low_rank_and_ia3_are_applied_a_few_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunked application gives the same bits as the whole-tensor formula (which holds float64 copies of it)."""
-    from git_theta.updates import base as update_base
-
-    monkeypatch.setattr(update_base, "CHUNK_BYTES", 16 * 7 * 3)  # 3 rows of 7 columns per chunk: 5 chunks
-    rng = np.random.default_rng(5)
-    base = rng.standard_normal((13, 7)).astype(ml_dtypes.bfloat16)
-    left, right = rng.standard_normal((13, 3)).astype(np.float32), rng.standard_normal((3, 7)).astype(np.float32)
-    new = LowRankUpdate().apply(base, Payload({"R": left, "C": right}, {"scale": 0.25}))
-    product = sum(np.multiply.outer(left[:, r].astype(np.float64), right[r].astype(np.float64)) for r in range(3))
-    np.testing.assert_array_equal(new, (base.astype(np.float64) + product * 0.25).astype(ml_dtypes.bfloat16))
-    for scale in (rng.standard_normal((13, 1)), rng.standard_normal((1, 7))):
-        scaled = Ia3Update().apply(base, Payload({"ia3": scale.astype(np.float32)}, {}))
-        exact = base.astype(np.float64) * scale.astype(np.float32).astype(np.float64)
-        np.testing.assert_array_equal(scaled, exact.astype(ml_dtypes.bfloat16))
-    assert len(update_base.row_chunks(base.shape)) == 5
-
-
-def test_low_rank_refuses_factors_that_do_not_fit() -> None:
-    with pytest.raises(UpdateError, match="do not fit"):
-        LowRankUpdate().apply(np.zeros((3, 3), np.float32), Payload({"R": np.zeros((3, 1)), "C": np.zeros((1, 4))}, {}))
-
-
-def test_ia3_scales_rows_or_columns_and_is_inferred_exactly() -> None:
-    rng = np.random.default_rng(4)
-    base = rng.standard_normal((5, 4)).astype(np.float32)
-    rows = rng.standard_normal((5, 1)).astype(np.float32)
-    new = Ia3Update().apply(base, Payload({"ia3": rows}, {}))
-    np.testing.assert_array_equal(new, base * rows)
-    inferred = Ia3Update().infer(base, new)
-    assert inferred is not None
-    np.testing.assert_array_equal(Ia3Update().apply(base, inferred), new)
-    assert Ia3Update().infer(base, base + 1) is None
-
-
-def test_sparse_add_mode_and_bad_indices() -> None:
-    base = np.arange(6, dtype=np.float32)
-    payload = Payload({"indices": np.array([1, 4]), "values": np.array([0.5, -1], np.float32)}, {"mode": "add"})
-    np.testing.assert_array_equal(SparseUpdate().apply(base, payload), [0, 1.5, 2, 3, 3, 5])
-    with pytest.raises(UpdateError, match="out of range"):
-        SparseUpdate().apply(base, Payload({"indices": np.array([7]), "values": np.ones(1, np.float32)}, {}))
-
-
 def test_a_wrong_base_is_detected() -> None:
     store = MemoryObjectStore()
     old, new = np.ones(64, np.float32), np.full(64, 2, np.float32)
@@ -274,7 +209,7 @@ def test_a_wrong_base_is_detected() -> None:
 def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from git_theta.storage.streaming import stream_tensors
+    from git_theta.representations.stream import stream_tensors
 
     rng = np.random.default_rng(5)
     store = MemoryObjectStore()
@@ -287,7 +222,7 @@ def test_a_delta_streams_block_by_block_and_a_corrupt_one_fails(size: int) -> No
         # A delta whose sum with its base is not the tensor the metadata names (the result is hashed as it streams).
         other = digest(np.zeros_like(new).tobytes())
         header = update_header("delta", entry.base_entry(), {})
-        oid, stored = store_update(store, update_parts(DeltaUpdate().infer(old, new)), other, header, 1, None)
+        oid, stored = Encoder().store_update(store, update_parts(DeltaUpdate().infer(old, new)), other, header)
         with pytest.raises(ObjectError, match="do not give the committed tensor"):
             for chunks in stream_tensors(store, [("t", entry._replace(hash=other, oid=oid, stored=stored))], pool):
                 for _ in chunks:

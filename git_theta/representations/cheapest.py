@@ -15,18 +15,19 @@ computed from the keyframe's block when it is compressed, on every core.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future
 from functools import partial
 from typing import Any, NamedTuple
 
-from git_theta.checkpoints.base import TensorSpec
-from git_theta.dtypes import itemsize
-from git_theta.filters.context import FilterContext
+from git_theta.checkpoints.base import Tensor, TensorSpec
+from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
 from git_theta.metadata import TensorEntry
-from git_theta.pipeline import frame_executor, hash_executor
-from git_theta.storage.codec import BLOCK, ObjectReader, encode, encode_update, sample_starts, sampled_size
+from git_theta.pipeline import hash_executor
+from git_theta.session.context import Session
+from git_theta.storage.codec import BLOCK, ObjectReader, sample_starts
+from git_theta.storage.encoder import Encoder, Parts, in_memory
 from git_theta.storage.errors import ObjectError
-from git_theta.storage.tensors import encode_in_memory, store_dense, store_update
 from git_theta.storage.verify import check_object_id
 
 #: Tensors up to this size are encoded every way to pick the smallest; larger ones are judged on samples.
@@ -34,11 +35,9 @@ ENCODE_ALL = 4 << 20
 #: A sparse update is tried when at most this fraction of the elements changed.
 SPARSE_FRACTION = 1 / 16
 
-Parts = list[tuple[str, str, tuple[int, ...], memoryview]]
-
 
 def cheapest(
-    context: FilterContext,
+    context: Session,
     spec: TensorSpec,
     data: memoryview,
     digest: str,
@@ -57,7 +56,7 @@ def cheapest(
 
 
 def _store_cheapest(
-    context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
+    context: Session, spec: TensorSpec, data: memoryview, digest: str, previous: TensorEntry | None
 ) -> TensorEntry:
     base = _usable_base(context, spec, digest, previous)
     if base is not None and len(data) > ENCODE_ALL:
@@ -66,32 +65,34 @@ def _store_cheapest(
             return streamed
     candidates = _update_candidates(context, spec, data, base) if base is not None else []
     group = itemsize(spec.dtype)
+    encoder = context.encoder
     if candidates:
-        level = context.level
-        dense = _trial(len(data), group, level, partial(encode, data, digest, group, level=level), data)
-        trials = [_update_trial(parts, digest, header, level) for _, parts, header in candidates]
+        write_dense = partial(encoder.write_dense, data=data, digest=digest, group=group)
+        dense = _trial(encoder, len(data), group, write_dense, data)
+        trials = [_update_trial(encoder, parts, digest, header) for _, parts, header in candidates]
         best = min(range(len(candidates)), key=lambda index: trials[index].size)
         if trials[best].size < dense.size:
             name, parts, header = candidates[best]
             if trials[best].encoded is not None:
                 oid, stored = context.store.put(trials[best].encoded)
             else:
-                oid, stored = store_update(context.store, parts, digest, header, level, frame_executor())
+                oid, stored = encoder.store_update(context.store, parts, digest, header)
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, name, (base.link, *base.base))
         if dense.encoded is not None:
             oid, stored = context.store.put(dense.encoded)
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
-    oid, stored = store_dense(context.store, data, digest, group, context.level, frame_executor())
+    oid, stored = encoder.store_dense(context.store, data, digest, group)
     return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
 
 
 def _store_large(
-    context: FilterContext, spec: TensorSpec, data: memoryview, digest: str, keyframe: TensorEntry
+    context: Session, spec: TensorSpec, data: memoryview, digest: str, keyframe: TensorEntry
 ) -> TensorEntry | None:
     """Store a large tensor whole or as a delta streamed from its keyframe, judged on a sample of blocks.
 
     None when the sample says few elements changed (a sparse update may be smallest: that is judged on the whole
-    difference), or when the keyframe cannot be streamed from (stored raw, damaged): the general path decides then.
+    difference), or when the keyframe cannot be streamed from (not in blocks of ``BLOCK``, damaged): the general
+    path decides then.
     """
     import numpy as np
 
@@ -104,19 +105,36 @@ def _store_large(
         sampled = sum(min(BLOCK, len(data) - at) for at in starts) // delta.itemsize
         if changed <= 2 * SPARSE_FRACTION * sampled:
             return None
-        group, level = itemsize(spec.dtype), context.level
-        if sampled_size(delta, delta.itemsize, level) >= sampled_size(data, group, level):
-            oid, stored = store_dense(context.store, data, digest, group, level, frame_executor())
+        group, encoder = itemsize(spec.dtype), context.encoder
+        if encoder.estimated_size(delta, delta.itemsize) >= encoder.estimated_size(data, group):
+            oid, stored = encoder.store_dense(context.store, data, digest, group)
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
         parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]
         header = update_header("delta", keyframe, {})
-        oid, stored = store_update(context.store, parts, digest, header, level, frame_executor())  # type: ignore[arg-type]
+        oid, stored = encoder.store_update(context.store, parts, digest, header)
         delta.check_keyframe()
         return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, "delta", (keyframe.link,))
     except ObjectError:
         return None  # a damaged keyframe: the general path stores the tensor whole; fsck reports the damage
     finally:
         delta.close()
+
+
+def store_tensor(context: Session, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+    """Hash a tensor's exact bytes and store them, unless the repository already stores them (session/known.py).
+
+    A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value.
+    """
+    spec = tensor.spec
+    data = memoryview(tensor.data).cast("B")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    known = context.file
+    entry = known.unchanged(spec, digest) or known.stored(spec, digest)
+    if entry is None:
+        previous = known.previous.get(spec.name)
+        related = known.related(spec.name) if previous is None else None
+        entry = cheapest(context, spec, data, digest, previous, related)
+    return spec, entry
 
 
 class _StreamedDelta:
@@ -129,22 +147,17 @@ class _StreamedDelta:
     """
 
     def __init__(self, new_bits: Any, reader: ObjectReader, checked: Future[None]) -> None:
-        from git_theta.updates.base import dtype_name
-
         self.new_bits, self.reader, self.checked = new_bits, reader, checked
         self.itemsize = new_bits.itemsize
-        self.dtype_name = dtype_name(new_bits)
+        self.dtype_name = dtype_name(new_bits.dtype)
         self.blocks = {block[2]: block for block in reader.blocks}
         self.kept: dict[int, Any] = {}
 
     @classmethod
-    def open(
-        cls, context: FilterContext, spec: TensorSpec, data: memoryview, keyframe: TensorEntry
-    ) -> _StreamedDelta | None:
+    def open(cls, context: Session, spec: TensorSpec, data: memoryview, keyframe: TensorEntry) -> _StreamedDelta | None:
         """The delta of ``data`` from ``keyframe``; None unless the keyframe's frames are its ``BLOCK``s."""
         import numpy as np
 
-        from git_theta.updates.base import numpy_dtype
         from git_theta.updates.delta import bits_dtype
 
         label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
@@ -154,7 +167,7 @@ class _StreamedDelta:
         except ObjectError:
             return None
         starts = [block[2] for block in reader.blocks]
-        if reader.codec != "zstd" or reader.size != len(data) or starts != list(range(0, len(data), BLOCK)):
+        if reader.size != len(data) or starts != list(range(0, len(data), BLOCK)):
             reader.close()
             return None
         checked = hash_executor().submit(check_object_id, store, keyframe.oid, label)
@@ -198,27 +211,27 @@ class _Trial(NamedTuple):
     encoded: bytes | None
 
 
-def _trial(size: int, group: int, level: int, write: Any, sample: memoryview) -> _Trial:
+def _trial(encoder: Encoder, size: int, group: int, write: Any, sample: memoryview) -> _Trial:
     """Encode a candidate of ``size`` bytes in memory when small; else estimate its size from blocks of ``sample``."""
     if size <= ENCODE_ALL:
-        encoded = encode_in_memory(write)
+        encoded = in_memory(write)
         return _Trial(len(encoded), encoded)
-    return _Trial(sampled_size(sample, group, level), None)
+    return _Trial(encoder.estimated_size(sample, group), None)
 
 
-def _update_trial(parts: Parts, digest: str, header: dict[str, Any], level: int) -> _Trial:
-    write = partial(encode_update, parts, digest, header, level=level)
+def _update_trial(encoder: Encoder, parts: Parts, digest: str, header: dict[str, Any]) -> _Trial:
+    write = partial(encoder.write_update, parts=parts, digest=digest, update=header)
     if len(parts) != 1:  # sparse: at most 1/16 of the elements, encoded in full
-        return _trial(0, 1, level, write, parts[0][3])
+        return _trial(encoder, 0, 1, write, parts[0][3])
     _, dtype, _, data = parts[0]
-    return _trial(len(data), itemsize(dtype), level, write, data)
+    return _trial(encoder, len(data), itemsize(dtype), write, data)
 
 
 def update_parts(payload: Any) -> Parts:
     """An update payload's arrays as the named parts of an object."""
-    from git_theta.updates.base import dtype_name, raw_bytes
+    from git_theta.updates.base import raw_bytes
 
-    return [(name, dtype_name(array), array.shape, raw_bytes(array)) for name, array in payload.parts.items()]
+    return [(name, dtype_name(array.dtype), array.shape, raw_bytes(array)) for name, array in payload.parts.items()]
 
 
 def update_header(name: str, base: TensorEntry, params: dict[str, Any]) -> dict[str, Any]:
@@ -226,9 +239,7 @@ def update_header(name: str, base: TensorEntry, params: dict[str, Any]) -> dict[
     return {"type": name, "base": base.hash, "params": params}
 
 
-def _usable_base(
-    context: FilterContext, spec: TensorSpec, digest: str, previous: TensorEntry | None
-) -> TensorEntry | None:
+def _usable_base(context: Session, spec: TensorSpec, digest: str, previous: TensorEntry | None) -> TensorEntry | None:
     """The value to store a changed tensor against: the keyframe under its previous value (see the module doc)."""
     if previous is None or previous.hash == digest or not previous.nbytes or context.max_delta_depth < 1:
         return None
@@ -248,7 +259,7 @@ def keyframe_of(entry: TensorEntry) -> TensorEntry:
 
 
 def _update_candidates(
-    context: FilterContext, spec: TensorSpec, data: memoryview, base: TensorEntry
+    context: Session, spec: TensorSpec, data: memoryview, base: TensorEntry
 ) -> list[tuple[str, Parts, dict[str, Any]]]:
     import numpy as np
 
@@ -268,13 +279,12 @@ def _update_candidates(
     return candidates
 
 
-def _delta_from_keyframe(context: FilterContext, spec: TensorSpec, data: memoryview, keyframe: TensorEntry):
+def _delta_from_keyframe(context: Session, spec: TensorSpec, data: memoryview, keyframe: TensorEntry):
     """The ``delta`` of ``data`` from the keyframe, which is decoded block by block: never held whole."""
     import hashlib
 
     import numpy as np
 
-    from git_theta.updates.base import numpy_dtype
     from git_theta.updates.delta import bits_dtype, zigzag_difference
 
     bits = bits_dtype(numpy_dtype(spec.dtype))

@@ -7,24 +7,25 @@ import zipfile
 
 import numpy as np
 import pytest
-import safetensors.torch
-import torch
+import safetensors.numpy
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.detect import detect
 from git_theta.checkpoints.numpy import NpzCheckpoint
 from git_theta.checkpoints.safetensors import SafetensorsCheckpoint
 from git_theta.checkpoints.torch import TorchCheckpoint
-from git_theta.filters.context import CHECKPOINT_TYPE_ENV
 from git_theta.plugins import PluginError
+from git_theta.session.context import CHECKPOINT_TYPE_ENV
+from tests.needs import TORCH, needs_module
 from tests.unit.support import assert_one_line_error, clean_bytes, filter_context
 
 
 def safetensors_file() -> bytes:
-    return safetensors.torch.save({"w": torch.ones(3)})
+    return safetensors.numpy.save({"w": np.ones(3, np.float32)})
 
 
 def torch_file() -> bytes:
+    torch = needs_module("torch", TORCH)
     buffer = io.BytesIO()
     torch.save({"w": torch.ones(3)}, buffer)
     return buffer.getvalue()
@@ -90,6 +91,7 @@ def test_unknown_explicit_name_lists_the_available_ones() -> None:
 
 
 def test_explicit_name_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_module("torch", TORCH)  # without it, reading as torch fails earlier, saying to install it
     monkeypatch.setenv(CHECKPOINT_TYPE_ENV, "torch")
     with filter_context() as context, pytest.raises(CheckpointError) as excinfo:
         clean_bytes(safetensors_file(), "model.safetensors", context)  # read as torch, as asked: not a torch file

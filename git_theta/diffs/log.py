@@ -8,7 +8,7 @@ from pathlib import Path
 
 from git_theta.diffs.compare import diff_sides
 from git_theta.diffs.result import CheckpointDiff
-from git_theta.diffs.sources import changed_entries, side_of_bytes
+from git_theta.diffs.sides import changed_entries, side_of_bytes
 from git_theta.diffs.store import ObjectReader
 from git_theta.git.catfile import BlobReader
 from git_theta.git.trees import Commit, path_history

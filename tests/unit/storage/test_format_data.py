@@ -8,6 +8,7 @@ import os
 import pytest
 
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry
+from git_theta.storage.encoder import Encoder
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.format_data import INLINE_BYTES, load_format, store_format
 from tests.unit.support import MemoryObjectStore
@@ -17,7 +18,7 @@ def test_small_byte_strings_are_inline_and_large_ones_objects() -> None:
     store = MemoryObjectStore()
     large = os.urandom(INLINE_BYTES + 1)
     value = {"header": large, "gaps": [3, b"\x01\x02"], "name": "tiny", "nested": {"blob": b""}}
-    stored = store_format(value, store, level=1)
+    stored = store_format(value, store, Encoder())
 
     assert stored["gaps"] == [3, {"$base64": "AQI="}] and stored["nested"] == {"blob": {"$base64": ""}}
     reference = stored["header"]["$object"]
@@ -30,12 +31,12 @@ def test_small_byte_strings_are_inline_and_large_ones_objects() -> None:
     metadata = CheckpointMetadata("gguf", {"w": entry}, stored)
     objects = CheckpointMetadata.loads(metadata.dumps()).objects()
     assert objects == {"1" * 64: 100, reference["oid"]: reference["stored"]}
-    assert store_format(value, store, level=1) == stored
+    assert store_format(value, store, Encoder()) == stored
 
 
 def test_a_missing_or_damaged_reference_fails_clearly() -> None:
     store = MemoryObjectStore()
-    stored = store_format({"header": os.urandom(INLINE_BYTES * 2)}, store, level=1)
+    stored = store_format({"header": os.urandom(INLINE_BYTES * 2)}, store, Encoder())
     with pytest.raises(ObjectError, match="is missing"):
         load_format(stored, MemoryObjectStore(), "m.gguf")
     with pytest.raises(MetadataError, match="invalid reference"):
