@@ -1,8 +1,9 @@
 """Tensors committed as a chosen update type: ``git theta add --update-type TYPE [--update-path X]``.
 
 With an update file, the checkpoint in the working tree holds the previous weights and the file holds the update:
-each updated tensor is committed as the update applied to the file's value (stored too, if new), and checkout
-rebuilds the new weights. Without one, the checkpoint holds the new weights and the update is inferred from the
+each updated tensor is committed as the update applied to the file's value (stored too, if new), or to the value
+the update file gives for it (PEFT's saved embedding layers), and checkout rebuilds the new weights. Each
+checkpoint's updates come from the request ``git theta add`` wrote (updates/requests.py). Without one, the checkpoint holds the new weights and the update is inferred from the
 previous version, exactly or not at all: a tensor whose change is not exactly of that type is stored in the
 cheapest exact form instead, and the filter says so.
 """
