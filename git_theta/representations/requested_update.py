@@ -3,9 +3,10 @@
 With an update file, the checkpoint in the working tree holds the previous weights and the file holds the update:
 each updated tensor is committed as the update applied to the file's value (stored too, if new), or to the value
 the update file gives for it (PEFT's saved embedding layers), and checkout rebuilds the new weights. Each
-checkpoint's updates come from the request ``git theta add`` wrote (updates/requests.py). Without one, the checkpoint holds the new weights and the update is inferred from the
-previous version, exactly or not at all: a tensor whose change is not exactly of that type is stored in the
-cheapest exact form instead, and the filter says so.
+checkpoint's updates come from the request ``git theta add`` wrote (updates/requests.py). Without one, the
+checkpoint holds the new weights and the update is inferred from the previous version, exactly or not at all: a
+tensor whose change is not exactly of that type is stored in the cheapest exact form instead, and the filter says
+so.
 """
 
 from __future__ import annotations
