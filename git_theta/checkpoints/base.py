@@ -77,6 +77,11 @@ class Checkpoint(ABC):
         largest tensor, not the checkpoint. Raise CheckpointError naming ``label`` for bad input.
         """
 
+    def specs(self, stream: BinaryIO, label: str) -> list[TensorSpec]:
+        """The tensors of the file in file order, without their bytes where the format allows (by default, ``read``)."""
+        _, tensors = self.read(stream, label)
+        return [tensor.spec for tensor in tensors]
+
     @abstractmethod
     def write(
         self,

@@ -37,6 +37,10 @@ class SafetensorsCheckpoint(Checkpoint):
         specs = _parse_header(header_bytes, label)
         return {"header": header_bytes.decode("utf-8")}, _read_tensors(stream, specs, label)
 
+    def specs(self, stream: BinaryIO, label: str) -> list[TensorSpec]:
+        format_data, _ = self.read(stream, label)  # the header only: tensors are read as they are iterated
+        return _parse_header(format_data["header"].encode("utf-8"), label)
+
     def write(
         self,
         format_data: dict[str, Any],

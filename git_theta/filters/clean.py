@@ -44,7 +44,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
-        request = UpdateRequest.from_environment()
+        request = UpdateRequest.from_environment(path)
         assert request is not None  # the variable it reads is set
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}

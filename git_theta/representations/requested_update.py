@@ -1,10 +1,12 @@
 """Tensors committed as a chosen update type: ``git theta add --update-type TYPE [--update-path X]``.
 
 With an update file, the checkpoint in the working tree holds the previous weights and the file holds the update:
-each updated tensor is committed as the update applied to the file's value (stored too, if new), and checkout
-rebuilds the new weights. Without one, the checkpoint holds the new weights and the update is inferred from the
-previous version, exactly or not at all: a tensor whose change is not exactly of that type is stored in the
-cheapest exact form instead, and the filter says so.
+each updated tensor is committed as the update applied to the file's value (stored too, if new), or to the value
+the update file gives for it (PEFT's saved embedding layers), and checkout rebuilds the new weights. Each
+checkpoint's updates come from the request ``git theta add`` wrote (updates/requests.py). Without one, the
+checkpoint holds the new weights and the update is inferred from the previous version, exactly or not at all: a
+tensor whose change is not exactly of that type is stored in the cheapest exact form instead, and the filter says
+so.
 """
 
 from __future__ import annotations
@@ -22,38 +24,38 @@ from git_theta.metadata import DENSE, TensorEntry
 from git_theta.representations.cheapest import store_tensor, update_header, update_parts
 from git_theta.representations.read import read_tensor
 from git_theta.session.context import Session
+from git_theta.updates.base import TensorUpdate
+from git_theta.updates.requests import UPDATE_REQUEST_ENV, FileUpdates
 
 if TYPE_CHECKING:
     import numpy as np
 
     from git_theta.updates.base import Payload
 
-#: Set by ``git theta add --update-type`` and ``--update-path`` for the filter that ``git add`` starts.
+#: Set by ``git theta add --update-type`` for the filter that ``git add`` starts (the updates themselves: see
+#: updates/requests.py).
 UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
-UPDATE_PATH_ENV = "GIT_THETA_UPDATE_PATH"
 
 
 class UpdateRequest:
-    """The update type asked for, and the update file if one was given."""
+    """The update type asked for, and this checkpoint's updates if an update file was given."""
 
-    def __init__(self, kind: str, path: Path | None) -> None:
-        from git_theta.updates.update_files import UpdateFile
-
+    def __init__(self, kind: str, file: FileUpdates | None) -> None:
         self.kind = kind
         self.update = plugins.load(plugins.UPDATES, kind)()
-        self.file = UpdateFile(path, kind) if path is not None else None
+        self.file = file
 
     @classmethod
-    def from_environment(cls) -> UpdateRequest | None:
-        """The request ``git theta add`` passed down, if any."""
+    def from_environment(cls, path: str) -> UpdateRequest | None:
+        """The request ``git theta add`` passed down for checkpoint ``path``, if any."""
         kind = os.environ.get(UPDATE_TYPE_ENV)
         if not kind:
             return None
-        path = os.environ.get(UPDATE_PATH_ENV)
-        return cls(kind, Path(path) if path else None)
+        directory = os.environ.get(UPDATE_REQUEST_ENV)
+        return cls(kind, FileUpdates.load(Path(directory), path) if directory else None)
 
     def finish(self, checkpoint: str) -> None:
-        """Fail if part of the update file matched no tensor of the checkpoint."""
+        """Fail if some of this checkpoint's updates found no tensor."""
         if self.file is not None:
             self.file.check_all_used(checkpoint)
 
@@ -62,26 +64,26 @@ def store_requested(context: Session, request: UpdateRequest, tensor: Tensor) ->
     """Store one tensor of a checkpoint added with ``--update-type``."""
     spec = tensor.spec
     if request.file is not None:
-        payload = request.file.take(spec.name)
-        if payload is None:
+        update = request.file.take(spec.name)
+        if update is None:
             return store_tensor(context, tensor)
         _, base = store_tensor(context, tensor)
-        return spec, _apply_and_store(context, request, spec, base, payload)
+        return spec, _apply_and_store(context, update, spec, base)
     return spec, _infer_and_store(context, request, tensor)
 
 
-def _apply_and_store(
-    context: Session, request: UpdateRequest, spec: TensorSpec, base: TensorEntry, payload: Payload
-) -> TensorEntry:
+def _apply_and_store(context: Session, update: TensorUpdate, spec: TensorSpec, base: TensorEntry) -> TensorEntry:
     from git_theta.updates.base import as_array, raw_bytes
 
     old = as_array(read_tensor(context.store, base, f"{base.oid[:12]} (tensor {spec.name!r})"), spec.dtype, spec.shape)
-    new = raw_bytes(request.update.apply(old, payload))
-    if request.kind == DENSE:  # a new value: stored in its cheapest form, like any other
+    if update.base is not None and bytes(raw_bytes(update.base)) != bytes(raw_bytes(old)):
+        base, old = store_tensor(context, Tensor(spec, raw_bytes(update.base)))[1], update.base  # the update's own base
+    new = raw_bytes(plugins.load(plugins.UPDATES, update.kind)().apply(old, update.payload))
+    if update.kind == DENSE:  # a new value: stored in its cheapest form, like any other
         return store_tensor(context, Tensor(spec, new))[1]
     if len(base.base) >= max(1, context.max_delta_depth):  # keep the chain bounded: the base becomes a keyframe
         base = _keyframe(context, spec, raw_bytes(old), base.hash)
-    return _store_update(context, request.kind, spec, new, base, payload)
+    return _store_update(context, update.kind, spec, new, base, update.payload)
 
 
 def _infer_and_store(context: Session, request: UpdateRequest, tensor: Tensor) -> TensorEntry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -22,6 +23,26 @@ class Payload(NamedTuple):
     params: dict[str, Any]
 
 
+class TensorUpdate(NamedTuple):
+    """An update of one tensor, as an update file gives it: the update type's name and its payload, and the value it
+    applies to when the file sets that too (PEFT saves the embedding layers it adapts); else the tensor's own."""
+
+    kind: str
+    payload: Payload
+    base: np.ndarray | None = None
+
+
+class Updates(NamedTuple):
+    """The updates an update file holds, by the tensor each applies to (a name to match against the checkpoint's).
+
+    ``optional`` ones apply only where the checkpoint has that tensor: PEFT scales a module's bias with IA3 only when
+    the module has one. Each is named ``<module>.bias`` and follows the tensor its ``<module>.weight`` matched.
+    """
+
+    required: dict[str, TensorUpdate]
+    optional: dict[str, TensorUpdate]
+
+
 class Update(ABC):
     """An update type: turns a base tensor and a payload into the new tensor, exactly and on every machine alike.
 
@@ -39,6 +60,10 @@ class Update(ABC):
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload | None:
         """Return a payload that rebuilds ``new`` from ``base`` exactly, or None when this type cannot."""
+        return None
+
+    def mismatch(self, shape: tuple[int, ...], payload: Payload) -> str | None:
+        """Say why ``payload`` cannot apply to a tensor of ``shape`` (None if it can, or if this type cannot tell)."""
         return None
 
 
@@ -83,3 +108,29 @@ def widened(array: np.ndarray) -> np.ndarray:
 
 def _is_float(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.floating) or dtype.kind == "V" or "float" in dtype.name
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint file in a supported format, as arrays."""
+    from git_theta.checkpoints.detect import detect
+
+    if not path.is_file():
+        raise UpdateError(f"update file {path} does not exist")
+    with open(path, "rb") as stream:
+        head = stream.read(4096)
+        stream.seek(0)
+        _, tensors = detect(str(path), head)().read(stream, str(path))
+        return {t.spec.name: as_array(bytes(t.data), t.spec.dtype, t.spec.shape) for t in tensors}
+
+
+def expect_kind(kind: str, found: str, what: str) -> None:
+    """Fail unless the update type asked for is the one an update file holds."""
+    if kind != found:
+        raise UpdateError(f"{what}, not {kind}; use --update-type {found}")
+
+
+def as_matrix(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The matrix a tensor is viewed as by matrix updates: its first axis by all the others (a conv kernel as out x
+    in * kh * kw, as PEFT's LoRA sees it; a vector as a column)."""
+    rows = shape[0] if shape else 1
+    return rows, int(np.prod(shape[1:], dtype=np.int64))

@@ -17,3 +17,9 @@ class DenseUpdate(Update):
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload:
         return Payload({"value": new}, {})
+
+    def mismatch(self, shape: tuple[int, ...], payload: Payload) -> str | None:
+        value = payload.parts["value"]
+        if value.size == int(np.prod(shape, dtype=np.int64)):
+            return None
+        return f"a new value of shape {value.shape} does not fit a tensor of shape {shape}"

@@ -17,16 +17,23 @@ class Ia3Update(Update):
     name = "ia3"
 
     def apply(self, base: np.ndarray, payload: Payload) -> np.ndarray:
+        problem = self.mismatch(base.shape, payload)
+        if problem:
+            raise UpdateError(problem)
         scale = widened(payload.parts["ia3"])
-        try:
-            if np.broadcast_shapes(base.shape, scale.shape) != base.shape:
-                raise ValueError
-        except ValueError:
-            raise UpdateError(f"an ia3 vector of shape {scale.shape} does not fit a {base.shape} tensor") from None
         out, factors = np.empty(base.shape, base.dtype), np.broadcast_to(scale, base.shape)
         for rows in row_chunks(base.shape):  # float64 copies of a few rows at a time, not of the tensor
             out[rows] = round_to(widened(base[rows]) * factors[rows], base.dtype)
         return out
+
+    def mismatch(self, shape: tuple[int, ...], payload: Payload) -> str | None:
+        scale = payload.parts["ia3"]
+        try:
+            if np.broadcast_shapes(shape, scale.shape) == shape:
+                return None
+        except ValueError:
+            pass
+        return f"an ia3 vector of shape {scale.shape} does not fit a tensor of shape {shape}"
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload | None:
         if base.ndim != 2:

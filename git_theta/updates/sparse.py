@@ -31,6 +31,12 @@ class SparseUpdate(Update):
             new[indices] = round_to(widened(new[indices]) + widened(values), base.dtype)
         return new.reshape(base.shape)
 
+    def mismatch(self, shape: tuple[int, ...], payload: Payload) -> str | None:
+        indices, size = payload.parts["indices"].reshape(-1), int(np.prod(shape, dtype=np.int64))
+        if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= size):
+            return f"a sparse update has indices out of range for a tensor of shape {shape}"
+        return None
+
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload:
         width = base.dtype.itemsize
         old_bytes = np.ascontiguousarray(base).reshape(-1).view(np.uint8).reshape(base.size, width)
