@@ -44,6 +44,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "ties": "git_theta.merges.ties:Ties",
         "dare": "git_theta.merges.dare:Dare",
         "slerp": "git_theta.merges.slerp:Slerp",
+        "breadcrumbs": "git_theta.merges.breadcrumbs:Breadcrumbs",
+        "breadcrumbs-ties": "git_theta.merges.breadcrumbs:BreadcrumbsTies",
+        "model-stock": "git_theta.merges.model_stock:ModelStock",
+        "uniform-soup": "git_theta.merges.average:UniformSoup",
     },
 }
 
