@@ -65,6 +65,11 @@ class Chooser:
                 return strategy
         return self.default
 
+    def rescales_lone_changes(self, transfer: bool = False) -> bool:
+        """Tell whether a configured strategy merges tensors that only one side changed (LiNeS; picks)."""
+        configured = [strategy for _, strategy in self.patterns] + ([self.default] if self.default else [])
+        return any(strategy.rescales_lone_change(transfer) for strategy in configured)
+
     def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
         strategy = self.preset(conflict)
         if strategy is not None:

@@ -85,17 +85,26 @@ def merge_trees(
     store: ObjectStore | None = None,
 ) -> dict[str, merging.Entry | None]:
     """The changes to HEAD's tree: a path changed by one side (or alike) is taken; checkpoints are merged (their
-    tensors stored in ``store``, by default the repository's)."""
+    tensors stored in ``store``, by default the repository's). A checkpoint that one side changed is merged too when
+    the strategy scales lone changes (LiNeS): a single fine-tune then gets the post-training edit."""
     changes: dict[str, merging.Entry | None] = {}
-    conflicted = []
+    conflicted, lone = [], {}
+    rescales = chooser.rescales_lone_changes()
     for path in dict.fromkeys([*trees[0], *(p for tree in trees[1:] for p in tree), *base]):
         versions = [tree.get(path) for tree in trees]
         changed = [version for version in versions if version != base.get(path)]
         if len(set(changed)) == 1:
-            if changed[0] != versions[0]:
+            if rescales and None not in versions and path in base:
+                lone[path] = changed[0]
+            elif changed[0] != versions[0]:
                 changes[path] = changed[0]
         elif changed:
             conflicted.append(path)
+    rescaled = tracked_by_theta(list(lone), cwd) if lone else []
+    for path, entry in lone.items():
+        if path not in rescaled and entry != trees[0].get(path):
+            changes[path] = entry
+    conflicted += rescaled
     theta_paths = set(tracked_by_theta(conflicted, cwd))
     for path in conflicted:
         versions = [tree.get(path) for tree in trees]
