@@ -219,3 +219,25 @@ def test_lines_composes_with_ties_dare_and_breadcrumbs(repo: Path) -> None:
             delta = wide(plain[name]) - wide(base[name])
             np.testing.assert_allclose(scaled[name], wide(base[name]) + factor * delta, rtol=1e-5, atol=1e-6)
         assert record_of(repo)["strategy"].endswith(",lines=0.1/0.9")
+
+
+def test_rebase_replays_each_commit_as_a_pick(repo: Path) -> None:
+    base = layered(20)
+    commit(repo, base, "base")
+    git("checkout", "-q", "-b", "topic", cwd=repo)
+    tuned = moved(base, 21)
+    commit(repo, tuned, "fine-tune")
+    original = git("rev-parse", "HEAD", cwd=repo).stdout.decode().strip()
+    git("checkout", "-q", "main", cwd=repo)
+    release = moved(base, 22)
+    commit(repo, release, "new release")
+    onto = git("rev-parse", "HEAD", cwd=repo).stdout.decode().strip()
+    git("checkout", "-q", "topic", cwd=repo)
+    git("rebase", "-q", "main", cwd=repo, env={"GIT_THETA_MERGE_STRATEGY": "task-arithmetic:lambda=0.5"})
+    got = load(repo)
+    for name in NAMES:
+        expected = (wide(release[name]) + 0.5 * (wide(tuned[name]) - wide(base[name]))).astype(np.float32)
+        assert np.array_equal(got[name], expected), name
+    record = record_of(repo)
+    assert (record["by"], record["transfer"], record["from"]) == ("rebase", True, [onto, original])
+    assert_clean(repo)
