@@ -33,15 +33,19 @@ class ScratchStore:
         self.scratch, self.main = scratch, main
 
     def has(self, oid: str) -> bool:
+        """Tell whether the object is in either store."""
         return self.scratch.has(oid) or self.main.has(oid)
 
     def open(self, oid: str) -> BinaryIO:
+        """Open the object, from the scratch store first."""
         return self.scratch.open(oid) if self.scratch.has(oid) else self.main.open(oid)
 
     def writer(self) -> ObjectWriter:
+        """Start writing a new object to the scratch store."""
         return self.scratch.writer()
 
     def put(self, data: bytes) -> tuple[str, int]:
+        """Store ``data`` in the scratch store."""
         return self.scratch.put(data)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from git_theta.git import merging
 from git_theta.git.attributes import tracked_by_theta
+from git_theta.git.runner import GitError
 from git_theta.merges.base import MergeError
 from git_theta.merges.nway import merge_checkpoint, merge_trees, metadata_of
 from git_theta.merges.provenance import (
@@ -89,7 +90,7 @@ def _replay_record(path: str, record: dict[str, Any], cwd: str) -> CheckpointMet
     try:
         base = metadata_of(("100644", inputs[0]), path, cwd) if inputs[0] else None
         sides = [metadata_of(("100644", blob), path, cwd) for blob in inputs[1:]]
-    except Exception as exc:  # noqa: BLE001 - a blob collected as garbage, say
+    except GitError as exc:  # a blob collected as garbage, say
         raise MergeError(f"{path}: a version it merged is no longer in the repository ({exc})") from exc
     chooser = chooser_of(record.get("strategy"), record.get("patterns") or [])
     facts = {key: record.get(key) for key in FACTS}
