@@ -45,7 +45,17 @@ FILE_NAME = "model.safetensors"
 TIME_FORMAT = "%M %e %U %S"
 #: The issue's bound for the 1 GiB model (bench_core.py): filter memory under 342 MiB.
 LIMIT_MIB = 342
-STRATEGIES = ("ours", "average", "task-arithmetic", "ties", "dare", "slerp")
+STRATEGIES = (
+    "ours",
+    "average",
+    "task-arithmetic",
+    "ties",
+    "dare",
+    "slerp",
+    "breadcrumbs",
+    "breadcrumbs-ties",
+    "model-stock",
+)
 BRANCHES = ("a", "b", "c")
 #: Scale of the generated weights and of each branch's change to them.
 SCALE, CHANGE = 0.02, 0.002

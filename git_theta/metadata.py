@@ -9,11 +9,13 @@ Format (documented in docs/metadata-format.md, pinned by tests/golden/):
         "<name>": {"dtype": "F32", "shape": [384], "nbytes": 1536, "hash": "sha256:…", "oid": "…", "stored": 1410},
         ...
       },
-      "format": {...}
+      "format": {...},
+      "merge": {...}
     }
 
 Tensors are listed in the order the checkpoint stores them, one per line so that ``git diff`` of the metadata names
 exactly the tensors that changed. ``format`` holds what the checkpoint plugin needs to rebuild the file exactly.
+``merge``, only in a checkpoint that a merge driver made, records how (see merges/provenance.py).
 """
 
 from __future__ import annotations
@@ -184,22 +186,34 @@ class CheckpointMetadata:
     """Everything Git stores about one checkpoint file."""
 
     # A plain class rather than a dataclass: importing dataclasses costs every checkout ~10 ms.
-    __slots__ = ("checkpoint_type", "tensors", "format")
+    __slots__ = ("checkpoint_type", "tensors", "format", "merge")
 
     def __init__(
         self,
         checkpoint_type: str,
         tensors: dict[str, TensorEntry] | None = None,
         format: dict[str, Any] | None = None,
+        merge: dict[str, Any] | None = None,
     ) -> None:
         self.checkpoint_type = checkpoint_type
         self.tensors = tensors if tensors is not None else {}
         self.format = format if format is not None else {}
+        #: How a merge made this checkpoint, when one did (the ``merge`` record); None otherwise.
+        self.merge = merge
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CheckpointMetadata):
             return NotImplemented
-        return (self.checkpoint_type, self.tensors, self.format) == (other.checkpoint_type, other.tensors, other.format)
+        mine = (self.checkpoint_type, self.tensors, self.format, self.merge)
+        return mine == (other.checkpoint_type, other.tensors, other.format, other.merge)
+
+    def same_checkpoint(self, other: CheckpointMetadata) -> bool:
+        """Tell whether both describe the same file: type, format data, and tensors (names, order, dtype, shape,
+        hash), however the tensors are stored and whatever the merge records say."""
+        if (self.checkpoint_type, self.format) != (other.checkpoint_type, other.format):
+            return False
+        mine = [(name, e.dtype, e.shape, e.hash) for name, e in self.tensors.items()]
+        return mine == [(name, e.dtype, e.shape, e.hash) for name, e in other.tensors.items()]
 
     def __repr__(self) -> str:
         return f"CheckpointMetadata({self.checkpoint_type!r}, {len(self.tensors)} tensors)"
@@ -219,6 +233,9 @@ class CheckpointMetadata:
         else:
             lines.append('  "tensors": {},')
         lines.append(f'  "format": {json.dumps(self.format, sort_keys=True)}')
+        if self.merge is not None:
+            lines[-1] += ","
+            lines.append(f'  "merge": {json.dumps(self.merge, sort_keys=True)}')
         lines.append("}")
         return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -241,10 +258,13 @@ class CheckpointMetadata:
             raise MetadataError("metadata has no valid 'tensors' table")
         if not isinstance(doc.get("checkpoint_type"), str):
             raise MetadataError("metadata names no checkpoint type")
+        if not isinstance(doc.get("merge", {}), dict):
+            raise MetadataError("metadata has a malformed 'merge' record (not a JSON object)")
         return cls(
             checkpoint_type=doc["checkpoint_type"],
             tensors={name: TensorEntry.from_json(name, entry) for name, entry in tensors.items()},
             format=doc.get("format", {}),
+            merge=doc.get("merge"),
         )
 
     def objects(self) -> dict[str, int]:

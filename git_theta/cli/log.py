@@ -17,7 +17,7 @@ from git_theta.diffs.render import SORT_KEYS, changed_tensors
 from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.repo import resolve_tree, toplevel
-from git_theta.git.trees import tree_blobs
+from git_theta.git.trees import Commit, tree_blobs
 
 
 @click.command(cls=SeparatedCommand)
@@ -37,7 +37,10 @@ def log(args: tuple[str, ...], max_count: int | None, form: str, patch: bool, so
     path = _checkpoint(paths[0], revisions, top)
     history = checkpoint_history(revisions or ["HEAD"], path, max_count, top)
     if form == "json":
-        records = [{"commit": c.oid, "date": c.date, "subject": c.subject, **d.to_json()} for c, d in history]
+        records = [
+            {"commit": c.oid, "date": c.date, "subject": c.subject, **d.to_json(), **_merged(c, path, str(top))}
+            for c, d in history
+        ]
         click.echo(json.dumps(records, indent=2))
         return
     shown = 0
@@ -45,6 +48,8 @@ def log(args: tuple[str, ...], max_count: int | None, form: str, patch: bool, so
         detail = "; ".join(part for part in (diff.summary(), largest_change(diff)) if part)
         shards = f"    {diff.label}\n" if diff.old_shards != diff.new_shards else ""  # re-sharded
         click.echo(f"{commit.short} {commit.date} {commit.subject}\n{shards}    {detail}")
+        for line in _merged(commit, path, str(top)).values():
+            click.echo(f"    {line}")
         if patch and diff.tensors:
             click.echo(textwrap.indent(changed_tensors(diff, sort, threshold), "    "), nl=False)
         shown += 1
@@ -60,3 +65,11 @@ def _checkpoint(path: str, revisions: list[str], top: Path) -> str:
     if not is_index(named) and not tracked_by_theta([named], str(top)):
         raise UsageError(f"{named} is not tracked by git-theta (track it with: git theta track PATTERN)")
     return named
+
+
+def _merged(commit: Commit, path: str, cwd: str) -> dict[str, str]:
+    """``{"merged": how}`` when git-theta merged this commit's checkpoint (docs/merges.md, "Provenance")."""
+    from git_theta.merges.recorded import provenance_line
+
+    line = provenance_line(commit.oid, list(commit.parents), path, cwd)
+    return {"merged": line} if line else {}

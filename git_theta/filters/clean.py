@@ -57,7 +57,17 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects
-    return CheckpointMetadata(plugin.name, entries, format_data).dumps()
+    return _keep_merge_record(CheckpointMetadata(plugin.name, entries, format_data), known.own).dumps()
+
+
+def _keep_merge_record(metadata: CheckpointMetadata, own: list[CheckpointMetadata]) -> CheckpointMetadata:
+    """Keep the record of the merge that made this exact checkpoint (staged or committed): a checkout of a merge
+    result cleans back to the metadata the merge wrote. Any change to the checkpoint drops it."""
+    for version in reversed(own):  # the staged version first
+        if version.merge is not None and version.same_checkpoint(metadata):
+            metadata.merge = version.merge
+            break
+    return metadata
 
 
 def _file_size(path: str) -> int | None:

@@ -29,6 +29,16 @@ def parent_git_identity() -> str | None:
     return f"{found[0]}@{start[0]}" if found and start else None
 
 
+def parent_git_arguments() -> list[str]:
+    """The arguments of the git process that started us that follow its subcommand ([] if it cannot be read)."""
+    found = _parent_git()
+    if not found:
+        return []
+    args = found[1][1:]
+    command = _subcommand(args)
+    return args[args.index(command) + 1 :] if command else []
+
+
 def _parent_git() -> tuple[int, list[str]] | None:
     pid = os.getppid()
     for _ in range(3):  # git may start us through ``sh -c``

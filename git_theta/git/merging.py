@@ -101,3 +101,13 @@ def resolve_path(path: str, entry: Entry, cwd: str) -> None:
     remove = f"0 {'0' * 40}\t{path}\0".encode("utf-8", errors="surrogateescape")
     run("update-index", "-z", "--index-info", input=remove + data, cwd=cwd)
     run("checkout-index", "-f", "--", path, cwd=cwd)
+
+
+def commit_message(rev: str, cwd: str) -> str:
+    """The full message of a commit."""
+    return run("show", "-s", "--format=%B", rev, "--", cwd=cwd).stdout.decode("utf-8", errors="replace")
+
+
+def commit_parents(rev: str, cwd: str) -> list[str]:
+    """The parents of a commit, first parent first."""
+    return output("rev-list", "--parents", "-n1", rev, "--", cwd=cwd).split()[1:]

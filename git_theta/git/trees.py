@@ -22,6 +22,8 @@ class Commit:
     short: str
     date: str
     subject: str
+    #: Every parent, first parent first (a merge commit has several).
+    parents: tuple[str, ...] = ()
 
 
 def tree_blobs(rev: str, pathspecs: list[str], cwd: str) -> dict[str, str]:
@@ -77,5 +79,6 @@ def path_history(revisions: list[str], path: str, max_count: int | None, cwd: st
     commits = []
     for line in text.splitlines():
         oid, parents, short, date, subject = line.split(_SEPARATOR, 4)
-        commits.append(Commit(oid, parents.split()[0] if parents else None, short, date, subject))
+        parent_ids = tuple(parents.split())
+        commits.append(Commit(oid, parent_ids[0] if parent_ids else None, short, date, subject, parent_ids))
     return commits

@@ -19,3 +19,10 @@ class Average(MergeStrategy):
         for weight, model in zip(weights, models, strict=True):
             total += weight * model
         return total / sum(weights)
+
+
+class UniformSoup(Average):
+    """The uniform soup of Wortsman et al. (2022), "Model soups": the mean of the versions (``average``)."""
+
+    name = "uniform-soup"
+    summary = "the mean of the versions (a uniform model soup; average under another name)"

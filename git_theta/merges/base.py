@@ -41,6 +41,19 @@ class Conflict(NamedTuple):
     sides: tuple[TensorEntry | None, ...]
 
 
+class MergeContext(NamedTuple):
+    """What a strategy may know of the merge beyond one tensor's versions."""
+
+    #: A pick (cherry-pick, revert, rebase): the sides are ours and the picked commit, whose change is transferred.
+    transfer: bool = False
+    #: How many numbered blocks the checkpoint's tensor names count (for LiNeS), None when there are none.
+    layers: int | None = None
+
+
+#: The context of a merge that is neither a pick nor split in numbered blocks.
+PLAIN = MergeContext()
+
+
 class Versions(Protocol):
     """The versions of one tensor, flattened (C order), read in chunks of CHUNK elements as ``dtype``."""
 
@@ -49,6 +62,8 @@ class Versions(Protocol):
     models: int
     #: The float type the strategy computes in.
     dtype: np.dtype
+    #: The merge this tensor is part of.
+    context: MergeContext
 
     def chunks(self, models: Sequence[int], base: bool) -> Iterator[tuple[np.ndarray | None, list[np.ndarray]]]:
         """Yield ``(ancestor or None, [the chunk of each model in models])``, chunk after chunk, in order."""
@@ -71,6 +86,8 @@ class MergeStrategy(ABC):
     elementwise: ClassVar[bool] = False
     #: The number of models the formula accepts (None: any).
     models: ClassVar[int | None] = None
+    #: Options outside ``defaults`` that a family of strategies shares (parsed by ``extra_option``).
+    extra_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self.options = dict(self.defaults)
@@ -84,8 +101,11 @@ class MergeStrategy(ABC):
             if key == ALLOW_OVERFLOW:
                 self.allow_overflow = _convert(self.name, key, text, False)
                 continue
+            if key in self.extra_options:
+                self.extra_option(key, text)
+                continue
             if key not in self.defaults:
-                known = ", ".join([*self.defaults, "weights", ALLOW_OVERFLOW])
+                known = ", ".join([*self.defaults, *self.extra_options, "weights", ALLOW_OVERFLOW])
                 raise MergeError(f"merge strategy {self.name!r} has no option {key!r} (options: {known})")
             self.options[key] = _convert(self.name, key, text, self.defaults[key])
             self.given.add(key)
@@ -94,9 +114,22 @@ class MergeStrategy(ABC):
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise MergeError when the options are out of range."""
 
+    def extra_option(self, key: str, text: str) -> None:  # noqa: B027 - optional hook
+        """Take one of ``extra_options``, raising MergeError when its value is invalid."""
+
+    def extra_described(self) -> list[str]:
+        """The ``extra_options`` given, as ``KEY=VALUE``."""
+        return []
+
+    def rescales_lone_change(self, transfer: bool) -> bool:
+        """Tell whether a tensor that only one side changed must be merged too, since the formula does not give
+        that change back (a LiNeS scale; in a pick, a lambda): otherwise the engine takes that side whole."""
+        return False
+
     def describe(self) -> str:
         """The strategy as a user would type it, with every option."""
         options = [f"{key}={value}" for key, value in self.options.items()]
+        options.extend(self.extra_described())
         if self.weights is not None:
             options.append("weights=" + "/".join(f"{w:g}" for w in self.weights))
         if self.allow_overflow:
@@ -158,13 +191,14 @@ class SelectStrategy(MergeStrategy):
 class ArrayVersions:
     """Versions already in memory, read in the same chunks as the engine's (``merge`` of a streaming strategy)."""
 
-    def __init__(self, base: np.ndarray | None, models: list[np.ndarray]) -> None:
+    def __init__(self, base: np.ndarray | None, models: list[np.ndarray], context: MergeContext = PLAIN) -> None:
         import numpy as np
 
         self.base = None if base is None else base.reshape(-1)
         self.flat = [model.reshape(-1) for model in models]
         self.size, self.models = self.flat[0].size, len(models)
         self.dtype = np.result_type(*self.flat, *([] if self.base is None else [self.base]))
+        self.context = context
 
     def chunks(self, models: Sequence[int], base: bool) -> Iterator[tuple[np.ndarray | None, list[np.ndarray]]]:
         for start in range(0, self.size, CHUNK):
@@ -174,12 +208,17 @@ class ArrayVersions:
 
 
 def merge_in_memory(
-    strategy: MergeStrategy, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str
+    strategy: MergeStrategy,
+    base: np.ndarray | None,
+    models: list[np.ndarray],
+    weights: list[float],
+    tensor: str,
+    context: MergeContext = PLAIN,
 ) -> np.ndarray:
     """``merge`` for a strategy that implements ``prepare``: the same passes and steps, on arrays in memory."""
     import numpy as np
 
-    versions = ArrayVersions(base, models)
+    versions = ArrayVersions(base, models, context)
     step = strategy.prepare(versions, weights, tensor)
     assert step is not None
     parts = [step(b, ms) for b, ms in versions.chunks(range(len(models)), base is not None)]

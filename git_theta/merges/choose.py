@@ -40,6 +40,8 @@ class Chooser:
         self.default = default
         self.patterns = patterns or []
         self.menu = menu
+        #: The strategies answered in the menu for one tensor each (an answer for all becomes the default).
+        self.answers: dict[str, MergeStrategy] = {}
 
     @classmethod
     def configured(
@@ -56,19 +58,31 @@ class Chooser:
         menu = Menu(sys.stdin, sys.stderr) if interactive else None
         return cls(default, [parse_pattern(rule) for rule in rules], menu)
 
-    def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
+    def preset(self, conflict: Conflict) -> MergeStrategy | None:
+        """The strategy that a pattern or the default names for ``conflict``, without asking."""
         for glob, strategy in self.patterns:
             if fnmatchcase(conflict.name, glob):
                 return strategy
-        if self.default is not None:
-            return self.default
+        return self.default
+
+    def rescales_lone_changes(self, transfer: bool = False) -> bool:
+        """Tell whether a configured strategy merges tensors that only one side changed (LiNeS; picks)."""
+        configured = [strategy for _, strategy in self.patterns] + ([self.default] if self.default else [])
+        return any(strategy.rescales_lone_change(transfer) for strategy in configured)
+
+    def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
+        strategy = self.preset(conflict)
+        if strategy is not None:
+            return strategy
         if self.menu is None:
             return None
-        chosen, apply_to_all = self.menu.ask(path, conflict)
-        if apply_to_all and chosen is not None:
-            self.default = chosen
-            _choose_for_all(chosen)
-        return chosen
+        strategy, apply_to_all = self.menu.ask(path, conflict)
+        if apply_to_all and strategy is not None:
+            self.default = strategy
+            _choose_for_all(strategy)
+        elif strategy is not None:
+            self.answers[conflict.name] = strategy
+        return strategy
 
 
 def _chosen_for_all() -> MergeStrategy | None:

@@ -7,17 +7,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from git_theta.merges.base import MergeError, MergeStrategy, Step, Versions, merge_in_memory
+from git_theta.merges.base import MergeError, Step, Versions
+from git_theta.merges.task_vectors import TaskVectorStrategy, unit_weights
 from git_theta.merges.ties import cut, disjoint_mean, trim_thresholds
 
 
-class Dare(MergeStrategy):
+class Dare(TaskVectorStrategy):
     """Drop each element of each change with probability ``drop``, scale the rest by 1 / (1 - drop), then combine."""
 
     name = "dare"
     summary = "randomly drop changes and rescale the rest (seeded), then task arithmetic or ties"
     defaults = {"drop": 0.9, "seed": 0, "lambda": 1.0, "then": "task-arithmetic", "density": 1.0}
-    needs_base = True
 
     def check(self) -> None:
         if not 0 <= self.options["drop"] < 1:
@@ -27,10 +27,11 @@ class Dare(MergeStrategy):
         if not 0 < self.options["density"] <= 1:
             raise MergeError("dare: density must be in (0, 1]")
 
-    def merge(self, base: np.ndarray | None, models: list[np.ndarray], weights: list[float], tensor: str) -> np.ndarray:
-        return merge_in_memory(self, base, models, weights, tensor)
+    def keeps_a_lone_change(self) -> bool:
+        kept = self.options["drop"] == 0 and self.options["lambda"] == 1 and unit_weights(self.weights)
+        return kept and (self.options["then"] == "task-arithmetic" or self.options["density"] == 1)
 
-    def prepare(self, versions: Versions, weights: list[float], tensor: str) -> Step:
+    def prepare_changes(self, versions: Versions, weights: list[float], tensor: str) -> Step:
         def changes(index: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
             return dropped_changes(self.options["seed"], tensor, index, self.options["drop"])
 
@@ -45,8 +46,8 @@ class Dare(MergeStrategy):
             deltas = [change(model, base) for change, model in zip(current, models, strict=True)]
             if ties:
                 deltas = [cut(delta, threshold) for delta, threshold in zip(deltas, thresholds, strict=True)]
-                return base + lam * disjoint_mean(deltas, weights)
-            return base + lam * sum(weight * delta for weight, delta in zip(weights, deltas, strict=True))
+                return lam * disjoint_mean(deltas, weights)
+            return lam * sum(weight * delta for weight, delta in zip(weights, deltas, strict=True))
 
         return step
 

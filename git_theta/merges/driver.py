@@ -2,8 +2,10 @@
 
 git hands us the cleaned blobs, i.e. metadata, of the common ancestor (%O, empty when there is none), ours (%A) and
 theirs (%B); the merged metadata goes over %A and exit status 0 means resolved. git calls the driver the same way for
-merge, cherry-pick (%O is the picked commit's parent), revert and rebase. On a conflict %A keeps our metadata, so
-the working file is our checkpoint, whole and usable.
+merge, cherry-pick (%O is the picked commit's parent), revert and rebase; for the last three, task-vector
+strategies transfer the picked change onto ours (merges/task_vectors.py). On a conflict %A keeps our metadata, so
+the working file is our checkpoint, whole and usable. The merged metadata records how it was made
+(merges/provenance.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from git_theta.merges.base import MergeError
 from git_theta.merges.choose import Chooser
 from git_theta.merges.engine import Outcome, merge_metadata
+from git_theta.merges.provenance import record
 from git_theta.merges.tensors import StoreTensors
 from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 
@@ -45,12 +49,16 @@ def merge_driver(base_file: str, ours_file: str, theirs_file: str, path: str) ->
                 f"then git add {path}"
             )
             return CONFLICT
-        outcome = merge_metadata(path, base, [ours, theirs], Chooser.configured(), StoreTensors(context, path))
+        facts = _facts(base_file if base_data else None, ours_file, theirs_file, path)
+        chooser = Chooser.configured()
+        io = StoreTensors(context, path)
+        outcome = merge_metadata(path, base, [ours, theirs], chooser, io, transfer=facts.get("transfer", False))
     finally:
         context.close()
     if outcome.metadata is None:
         _say(conflict_message(path, outcome))
         return CONFLICT
+    outcome.metadata.merge = record(chooser, outcome.merged, facts)
     Path(ours_file).write_bytes(outcome.metadata.dumps())
     if outcome.merged:
         _say(f"{path}: merged {summary(outcome)}")
@@ -74,6 +82,17 @@ def conflict_message(path: str, outcome: Outcome, hint: str = DRIVER_HINT) -> st
 def summary(outcome: Outcome) -> str:
     """How many tensors each strategy merged."""
     return ", ".join(f"{count} tensor(s) with {spec}" for spec, count in sorted(outcome.merged.items()))
+
+
+def _facts(base_file: str | None, ours_file: str, theirs_file: str, path: str) -> dict[str, Any]:
+    """What the merge record says of the operation: its kind, the commits, the metadata merged (blob ids)."""
+    from git_theta.git.operation import blob_ids, driver_operation
+
+    blobs = blob_ids([file for file in (base_file, ours_file, theirs_file) if file])
+    inputs: list[str | None] = [None, *blobs] if base_file is None else list(blobs)
+    operation = driver_operation(path, inputs[0], blobs[-1])  # theirs
+    commits = [operation.ours, operation.theirs] if operation.ours and operation.theirs else None
+    return {"by": operation.kind, "from": commits, "inputs": inputs, "transfer": True if operation.is_pick else None}
 
 
 def _load(data: bytes, path: str) -> CheckpointMetadata:

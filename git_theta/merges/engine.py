@@ -8,21 +8,34 @@ For each tensor, the sides' versions are compared with the common ancestor's by 
 
 A tensor added or deleted counts as a change like any other; "deleted here, changed there" and versions of different
 dtype or shape can only be resolved by taking one side (``ours``, ``theirs``, ``base``).
+
+A tensor that only one side changed goes through the strategy too when the strategy would not give that change
+back (``MergeStrategy.rescales_lone_change``: a LiNeS scale; in a pick, a ``lambda``), so that the whole change is
+scaled; in a pick, only when the picked commit changed it and ours did not.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from git_theta.checkpoints.base import TensorSpec
-from git_theta.merges.base import Conflict, MergeError, MergeStrategy, SelectStrategy
+from git_theta.merges.base import Conflict, MergeContext, MergeError, MergeStrategy, SelectStrategy
+from git_theta.merges.lines import block_count
 from git_theta.merges.tensors import TensorIO, merge_tensor
 from git_theta.metadata import CheckpointMetadata, TensorEntry
 
-#: Given the checkpoint's path and a conflict, return the strategy to use, or None to leave it unresolved.
-Chooser = Callable[[str, Conflict], "MergeStrategy | None"]
+
+class Chooser(Protocol):
+    """Names the strategy of each conflicting tensor (see merges/choose.py)."""
+
+    def __call__(self, path: str, conflict: Conflict) -> MergeStrategy | None:
+        """Return the strategy to use for ``conflict`` in ``path``, or None to leave it unresolved."""
+        ...
+
+    def preset(self, conflict: Conflict) -> MergeStrategy | None:
+        """The strategy configured for ``conflict`` (patterns, default), without asking anyone."""
+        ...
 
 
 class Outcome(NamedTuple):
@@ -40,24 +53,30 @@ def merge_metadata(
     choose: Chooser,
     tensors: TensorIO,
     weights: list[float] | None = None,
+    transfer: bool = False,
 ) -> Outcome:
-    """Merge ``sides`` (ours first) of the checkpoint at ``path`` against their common ancestor ``base``."""
+    """Merge ``sides`` (ours first) of the checkpoint at ``path`` against their common ancestor ``base``;
+    ``transfer``: a pick, whose sides are ours and the picked commit (merges/task_vectors.py)."""
     primary = _primary_side(path, base, sides)
     checkpoint_type = sides[primary].checkpoint_type
     owner = _format_owner(base, sides, primary)
+    names = _names([sides[owner], *sides, *([base] if base else [])])
+    context = MergeContext(transfer, block_count(names))
     taken: dict[str, TensorEntry | None] = {}
     conflicts: list[Conflict] = []
-    for name in _names([sides[owner], *sides, *([base] if base else [])]):
+    for name in names:
         entries = tuple(side.tensors.get(name) for side in sides)
         ancestor = base.tensors.get(name) if base else None
         changed = [entry for entry in entries if _key(entry) != _key(ancestor)]
+        taken[name] = None
         if not changed:
             taken[name] = entries[0]
-        elif len({_key(entry) for entry in changed}) == 1:
-            taken[name] = changed[0]
-        else:
-            taken[name] = None
+        elif len({_key(entry) for entry in changed}) > 1:
             conflicts.append(Conflict(name, ancestor, entries))
+        elif _rescaled(choose, Conflict(name, ancestor, entries), transfer):
+            conflicts.append(Conflict(name, ancestor, entries))
+        else:
+            taken[name] = changed[0]
     chosen, unresolved = _choose(path, conflicts, choose)
     if unresolved:
         return Outcome(None, unresolved, Counter())
@@ -71,10 +90,18 @@ def merge_metadata(
             taken[conflict.name] = conflict.base if index is None else conflict.sides[index]
         else:
             taken[conflict.name] = merge_tensor(
-                strategy, conflict, _weights(strategy, weights, len(sides)), tensors, path
+                strategy, conflict, _weights(strategy, weights, len(sides)), tensors, path, context
             )
     result = {name: entry for name, entry in taken.items() if entry is not None}
     return Outcome(_assemble(checkpoint_type, sides[owner], result, tensors), [], merged)
+
+
+def _rescaled(choose: Chooser, conflict: Conflict, transfer: bool) -> bool:
+    """Tell whether a tensor that one side changed (or several alike) must go through its strategy anyway."""
+    if transfer and _key(conflict.sides[0]) != _key(conflict.base):
+        return False  # ours already has the change (or its own): the picked commit changed nothing more
+    strategy = choose.preset(conflict)
+    return strategy is not None and strategy.unsuitable(conflict) is None and strategy.rescales_lone_change(transfer)
 
 
 def _key(entry: TensorEntry | None) -> tuple[str, str, tuple[int, ...]] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 from git_theta.git import merging
 from git_theta.git.attributes import tracked_by_theta
@@ -10,12 +11,24 @@ from git_theta.merges.base import MergeError
 from git_theta.merges.choose import Chooser
 from git_theta.merges.driver import conflict_message, summary
 from git_theta.merges.engine import merge_metadata
+from git_theta.merges.provenance import record, trailers, with_trailers
 from git_theta.merges.tensors import StoreTensors
 from git_theta.metadata import CheckpointMetadata, MetadataError, is_metadata
 
+if TYPE_CHECKING:
+    from git_theta.storage.objects import ObjectStore
 
-def merge_revisions(revs: list[str], chooser: Chooser, weights: dict[str, float], message: str | None, cwd: str) -> str:
-    """Merge HEAD with ``revs`` (model soup, TIES over many fine-tunes...) and commit it with all of them as parents."""
+
+def merge_revisions(
+    revs: list[str],
+    chooser: Chooser,
+    weights: dict[str, float],
+    message: str | None,
+    cwd: str,
+    soup: tuple[str, list[str]] | None = None,
+) -> str:
+    """Merge HEAD with ``revs`` (model soup, TIES over many fine-tunes...) and commit it with all of them as parents;
+    the message's trailers record how (``soup``: the strategy name and trailers of a greedy soup)."""
     head = merging.resolve_commit("HEAD", cwd)
     commits = [merging.resolve_commit(rev, cwd) for rev in revs]
     if head is None or None in commits:
@@ -30,49 +43,68 @@ def merge_revisions(revs: list[str], chooser: Chooser, weights: dict[str, float]
     base = merging.octopus_base(parents, cwd)
     trees = [merging.tree_entries(commit, cwd) for commit in parents]
     base_tree = merging.tree_entries(base, cwd) if base else {}
-    changes = _merge_trees(base_tree, trees, chooser, side_weights, cwd)
+    changes = merge_trees(base_tree, trees, chooser, side_weights, cwd)
     tree = merging.write_tree(head, changes, cwd)
     names = ", ".join(revs)
-    commit = merging.commit_tree(tree, parents, message or f"Merge {names} (git theta merge)", cwd)
+    label, extra = soup if soup else (None, [])
+    text = with_trailers(message or f"Merge {names} (git theta merge)", trailers(chooser, side_weights, extra, label))
+    commit = merging.commit_tree(tree, parents, text, cwd)
     merging.advance_head(head, commit, f"git theta merge: {names}", cwd)
     return commit
 
 
 def resolve_in_place(chooser: Chooser, cwd: str) -> list[str]:
     """Resolve the checkpoints a merge, cherry-pick, revert or rebase left in conflict; return their paths."""
+    from git_theta.git.operation import stopped_operation
+
     unmerged = merging.unmerged_entries(cwd)
     paths = tracked_by_theta(sorted(unmerged), cwd)
     if not paths:
         raise MergeError("no checkpoint is in conflict; to merge revisions, name them: git theta merge REV...")
+    operation = stopped_operation(cwd)
+    commits = [operation.ours, operation.theirs] if operation.ours and operation.theirs else None
     for path in paths:
         stages = unmerged[path]
         if 2 not in stages or 3 not in stages:
             raise MergeError(f"{path} was deleted on one side; keep it (git add) or delete it (git rm) by hand")
-        base = _metadata(stages[1], path, cwd) if 1 in stages else None
-        sides = [_metadata(stages[2], path, cwd), _metadata(stages[3], path, cwd)]
-        blob = _merge_checkpoint(path, base, sides, chooser, None, cwd)
+        base = metadata_of(stages[1], path, cwd) if 1 in stages else None
+        sides = [metadata_of(stages[2], path, cwd), metadata_of(stages[3], path, cwd)]
+        inputs = [stages[1][1] if 1 in stages else None, stages[2][1], stages[3][1]]
+        facts = {"by": operation.kind, "from": commits, "inputs": inputs, "transfer": operation.is_pick or None}
+        blob = merging.write_blob(merge_checkpoint(path, base, sides, chooser, None, facts).dumps(), cwd)
         merging.resolve_path(path, (stages[2][0], blob), cwd)
     return paths
 
 
-def _merge_trees(
+def merge_trees(
     base: dict[str, merging.Entry],
     trees: list[dict[str, merging.Entry]],
     chooser: Chooser,
     weights: list[float] | None,
     cwd: str,
+    store: ObjectStore | None = None,
 ) -> dict[str, merging.Entry | None]:
-    """The changes to HEAD's tree: a path changed by one side (or alike) is taken; checkpoints are merged."""
+    """The changes to HEAD's tree: a path changed by one side (or alike) is taken; checkpoints are merged (their
+    tensors stored in ``store``, by default the repository's). A checkpoint that one side changed is merged too when
+    the strategy scales lone changes (LiNeS): a single fine-tune then gets the post-training edit."""
     changes: dict[str, merging.Entry | None] = {}
-    conflicted = []
+    conflicted, lone = [], {}
+    rescales = chooser.rescales_lone_changes()
     for path in dict.fromkeys([*trees[0], *(p for tree in trees[1:] for p in tree), *base]):
         versions = [tree.get(path) for tree in trees]
         changed = [version for version in versions if version != base.get(path)]
         if len(set(changed)) == 1:
-            if changed[0] != versions[0]:
+            if rescales and None not in versions and path in base:
+                lone[path] = changed[0]
+            elif changed[0] != versions[0]:
                 changes[path] = changed[0]
         elif changed:
             conflicted.append(path)
+    rescaled = tracked_by_theta(list(lone), cwd) if lone else []
+    for path, entry in lone.items():
+        if path not in rescaled and entry != trees[0].get(path):
+            changes[path] = entry
+    conflicted += rescaled
     theta_paths = set(tracked_by_theta(conflicted, cwd))
     for path in conflicted:
         versions = [tree.get(path) for tree in trees]
@@ -83,36 +115,44 @@ def _merge_trees(
                 "(present on every side); merge that file with git merge first"
             )
         ancestor = base.get(path)
-        base_metadata = _metadata(ancestor, path, cwd) if ancestor else None
-        sides = [_metadata(version, path, cwd) for version in present]
-        changes[path] = (present[0][0], _merge_checkpoint(path, base_metadata, sides, chooser, weights, cwd))
+        base_metadata = metadata_of(ancestor, path, cwd) if ancestor else None
+        sides = [metadata_of(version, path, cwd) for version in present]
+        merged = merge_checkpoint(path, base_metadata, sides, chooser, weights, store=store)
+        changes[path] = (present[0][0], merging.write_blob(merged.dumps(), cwd))
     return changes
 
 
-def _merge_checkpoint(
+def merge_checkpoint(
     path: str,
     base: CheckpointMetadata | None,
     sides: list[CheckpointMetadata],
     chooser: Chooser,
     weights: list[float] | None,
-    cwd: str,
-) -> str:
+    facts: dict[str, Any] | None = None,
+    store: ObjectStore | None = None,
+) -> CheckpointMetadata:
+    """Merge one checkpoint; ``facts``: record the merge in it (provenance.py), and transfer in a pick."""
     from git_theta.session.context import Session
 
     context = Session.for_repository()
+    context.store = store or context.store
     context.start_file(path, [sides[0]])  # merged tensors are stored as updates of ours where that is cheaper
+    transfer = bool(facts and facts.get("transfer"))
     try:
-        outcome = merge_metadata(path, base, sides, chooser, StoreTensors(context, path), weights)
+        outcome = merge_metadata(path, base, sides, chooser, StoreTensors(context, path), weights, transfer)
     finally:
         context.close()
     if outcome.metadata is None:
         raise MergeError(conflict_message(path, outcome, "choose one with --strategy or --pattern GLOB=STRATEGY"))
+    if facts is not None:
+        outcome.metadata.merge = record(chooser, outcome.merged, facts)
     if outcome.merged:
         print(f"git-theta: {path}: merged {summary(outcome)}", file=sys.stderr)
-    return merging.write_blob(outcome.metadata.dumps(), cwd)
+    return outcome.metadata
 
 
-def _metadata(entry: merging.Entry, path: str, cwd: str) -> CheckpointMetadata:
+def metadata_of(entry: merging.Entry, path: str, cwd: str) -> CheckpointMetadata:
+    """The metadata that the blob of a tree or index entry holds."""
     data = merging.read_blob(entry[1], cwd)
     if not is_metadata(data):
         raise MergeError(f"{path}: a version is not git-theta metadata (committed before it was tracked?)")

@@ -9,7 +9,16 @@ import numpy as np
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import element_count, numpy_dtype
-from git_theta.merges.base import ALLOW_OVERFLOW, CHUNK, Conflict, MergeError, MergeStrategy, Step
+from git_theta.merges.base import (
+    ALLOW_OVERFLOW,
+    CHUNK,
+    PLAIN,
+    Conflict,
+    MergeContext,
+    MergeError,
+    MergeStrategy,
+    Step,
+)
 from git_theta.metadata import TensorEntry
 
 if TYPE_CHECKING:
@@ -93,7 +102,12 @@ class StoreTensors:
 
 
 def merge_tensor(
-    strategy: MergeStrategy, conflict: Conflict, weights: list[float], tensors: TensorIO, path: str
+    strategy: MergeStrategy,
+    conflict: Conflict,
+    weights: list[float],
+    tensors: TensorIO,
+    path: str,
+    context: MergeContext = PLAIN,
 ) -> TensorEntry:
     """Merge the versions of one tensor and store the result, cast back to the tensor's dtype.
 
@@ -107,7 +121,7 @@ def merge_tensor(
     # Elementwise formulas compute in float64 a chunk at a time; whole-tensor ones (a top-k, a norm) may hold
     # tensor-sized arrays: float32 halves them for 32-bit and narrower types.
     work = np.dtype(np.float64 if strategy.elementwise or first.dtype == "F64" else np.float32)
-    versions = StreamedVersions(tensors, conflict, kind, work)
+    versions = StreamedVersions(tensors, conflict, kind, work, context)
     with np.errstate(all="ignore"):  # an overflow is told once, below, naming the tensor
         step = strategy.prepare(versions, weights, conflict.name)
         if step is None:
@@ -138,8 +152,10 @@ def _all_finite(base: np.ndarray | None, models: Sequence[np.ndarray]) -> bool:
 class StreamedVersions:
     """The versions of a conflicting tensor, decoded from the store block by block on every pass."""
 
-    def __init__(self, tensors: TensorIO, conflict: Conflict, kind: np.dtype, work: np.dtype) -> None:
-        self.tensors, self.conflict, self.kind, self.dtype = tensors, conflict, kind, work
+    def __init__(
+        self, tensors: TensorIO, conflict: Conflict, kind: np.dtype, work: np.dtype, context: MergeContext
+    ) -> None:
+        self.tensors, self.conflict, self.kind, self.dtype, self.context = tensors, conflict, kind, work, context
         self.entries = [entry for entry in conflict.sides if entry is not None]
         self.size, self.models = element_count(self.entries[0].shape), len(self.entries)
 

@@ -27,7 +27,8 @@ def run(spec: str, models: list[np.ndarray], weights: list[float] | None = None,
 
 
 def test_every_builtin_strategy_is_registered() -> None:
-    expected = {"ours", "theirs", "base", "average", "task-arithmetic", "ties", "dare", "slerp"}
+    expected = {"ours", "theirs", "base", "average", "task-arithmetic", "ties", "dare", "slerp", "breadcrumbs"}
+    expected |= {"breadcrumbs-ties", "model-stock", "uniform-soup"}
     assert expected <= set(plugins.names(plugins.MERGES))
 
 
@@ -180,7 +181,7 @@ def test_properties(base: np.ndarray, weights: list[float], seed: int) -> None:
     models = [base + rng.standard_normal(base.shape) for _ in weights]
     same = [base.copy() for _ in weights]
     # Merging identical models changes nothing.
-    for spec in ("average", "task-arithmetic", "ties", "dare:drop=0.5", "slerp"):
+    for spec in ("average", "task-arithmetic", "ties", "dare:drop=0.5", "slerp", "breadcrumbs", "model-stock"):
         chosen = same[:2] if spec == "slerp" else same
         merged = load_strategy(spec).merge(base, chosen, weights[: len(chosen)], "t")
         np.testing.assert_allclose(merged, base, atol=1e-12)  # absolute: subnormal inputs round coarsely
