@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar, NamedTuple, cast
 
+from git_theta.checkpoints.buffers import POOL
 from git_theta.errors import GitThetaError
 
 if TYPE_CHECKING:
@@ -141,6 +142,12 @@ def read_exact(stream: IO[bytes], size: int, label: str, what: str, prefix: byte
                 raise _truncated(label, what, filled, size)
             filled += count
         return buffer
+    spare = None if prefix else POOL.take(size)
+    if spare is not None:  # memory already faulted in, by an earlier tensor of this size (checkpoints/buffers.py)
+        filled = _fill(stream, spare, 0)
+        if filled < size:
+            raise _truncated(label, what, filled, size)
+        return spare
     buffer = bytearray(prefix)
     while len(buffer) < size:
         filled = len(buffer)

@@ -17,8 +17,7 @@ from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_b
 from git_theta.git.repo import git_dir
 from git_theta.git.runner import output, run, split_z
 from git_theta.git.staging import one_index_change
-from git_theta.representations.requested_update import UPDATE_TYPE_ENV
-from git_theta.session.context import CHECKPOINT_TYPE_ENV
+from git_theta.session.context import CHECKPOINT_TYPE_ENV, UPDATE_TYPE_ENV
 from git_theta.updates.requests import UPDATE_REQUEST_ENV, prepare_request
 
 

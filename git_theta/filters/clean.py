@@ -8,14 +8,14 @@ from functools import partial
 from typing import BinaryIO, cast
 
 from git_theta import legacy
-from git_theta.checkpoints.base import CheckpointError
+from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
+from git_theta.checkpoints.buffers import POOL
 from git_theta.checkpoints.detect import detect
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
 from git_theta.representations.cheapest import store_tensor
-from git_theta.representations.requested_update import UPDATE_TYPE_ENV
-from git_theta.session.context import Session
+from git_theta.session.context import UPDATE_TYPE_ENV, Session
 from git_theta.storage.format_data import store_format
 
 HEAD_SIZE = 4096
@@ -40,7 +40,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
-    store, request = partial(store_tensor, context), None
+    store, request = partial(_store_and_give_back, context), None
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
@@ -49,15 +49,29 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
     with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
-        for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
-            if spec.name in entries:
-                raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
-            entries[spec.name] = entry
-            progress.advance(entry.nbytes)
+        try:
+            for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=_nbytes):
+                if spec.name in entries:
+                    raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
+                entries[spec.name] = entry
+                progress.advance(entry.nbytes)
+        finally:
+            POOL.clear()
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects
     return _keep_merge_record(CheckpointMetadata(plugin.name, entries, format_data), known.own).dumps()
+
+
+def _store_and_give_back(context: Session, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+    """Store a tensor, then hand its buffer back for the next tensor read (checkpoints/buffers.py)."""
+    stored = store_tensor(context, tensor)
+    POOL.give_back(tensor)
+    return stored
+
+
+def _nbytes(tensor: Tensor) -> int:
+    return len(tensor.data)
 
 
 def _keep_merge_record(metadata: CheckpointMetadata, own: list[CheckpointMetadata]) -> CheckpointMetadata:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 MAX_DATA = 65516
 FLUSH = b"0000"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class ProtocolError(GitThetaError):
@@ -21,22 +22,30 @@ class ProtocolError(GitThetaError):
 
 def read_packet(stream: BinaryIO) -> bytes | None:
     """Read one packet; return None for a flush packet. Raise EOFError at a clean end of input."""
+    length = _packet_length(stream)
+    if length is None:
+        return None
+    data = stream.read(length)
+    if len(data) != length:
+        raise ProtocolError("truncated pkt-line from git")
+    return data
+
+
+def _packet_length(stream: BinaryIO) -> int | None:
+    """Read a packet's header; return the length of its content, None for a flush packet. EOFError at a clean end."""
     head = stream.read(4)
     if not head:
         raise EOFError
     if len(head) != 4:
         raise ProtocolError("truncated pkt-line header from git")
-    if not all(c in b"0123456789abcdef" for c in head.lower()):
+    if head.strip(_HEX_DIGITS):  # int() alone would also take signs, spaces, underscores and "0x"
         raise ProtocolError(f"bad pkt-line header {head!r} from git")
     length = int(head, 16)
     if length == 0:
         return None
     if length < 4:
         raise ProtocolError(f"bad pkt-line length {length} from git")
-    data = stream.read(length - 4)
-    if len(data) != length - 4:
-        raise ProtocolError("truncated pkt-line from git")
-    return data
+    return length - 4
 
 
 def read_text_list(stream: BinaryIO) -> list[str]:
@@ -57,38 +66,48 @@ def write_text_list(stream: BinaryIO, items: list[str]) -> None:
 
 
 class PacketReader(io.RawIOBase):
-    """The content packets of one request as a readable stream, ending at the flush packet."""
+    """The content packets of one request as a readable stream, ending at the flush packet.
+
+    Content is read straight from ``stream`` into the caller's buffer, across as many packets as fit: no packet is
+    copied on its way (a 1 GiB checkpoint comes in about 16,000 packets).
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._packet = b""
-        self._offset = 0
+        self._left = 0  # bytes of the current packet not read yet
         self._done = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # io passes only these
-        while self._offset == len(self._packet):
-            if self._done:
-                return 0
-            packet = read_packet(self._stream)
-            if packet is None:
+        with memoryview(buffer) as view:
+            filled = 0
+            while filled < len(view) and self._next_packet():
+                count = self._stream.readinto(view[filled : filled + min(self._left, len(view) - filled)])  # type: ignore[attr-defined]
+                if not count:
+                    raise ProtocolError("truncated pkt-line from git")
+                self._left -= count
+                filled += count
+            return filled
+
+    def _next_packet(self) -> bool:
+        """Make sure the current packet has content left; False at the flush packet that ends the content."""
+        while not self._left and not self._done:
+            length = _packet_length(self._stream)
+            if length is None:
                 self._done = True
-                return 0
-            self._packet, self._offset = packet, 0
-        count = min(len(buffer), len(self._packet) - self._offset)
-        buffer[:count] = self._packet[self._offset : self._offset + count]
-        self._offset += count
-        return count
+            else:
+                self._left = length
+        return not self._done
 
     def drain(self) -> None:
         """Skip the rest of the content (git expects us to read it all before answering)."""
-        while not self._done:
-            packet = read_packet(self._stream)
-            if packet is None:
-                self._done = True
-        self._packet, self._offset = b"", 0
+        while self._next_packet():
+            skipped = len(self._stream.read(self._left))
+            if not skipped:
+                raise ProtocolError("truncated pkt-line from git")
+            self._left -= skipped
 
 
 class PacketWriter(io.RawIOBase):

@@ -23,7 +23,7 @@ from git_theta.dtypes import itemsize
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.representations.cheapest import store_tensor, update_header, update_parts
 from git_theta.representations.read import read_tensor
-from git_theta.session.context import Session
+from git_theta.session.context import UPDATE_TYPE_ENV, Session
 from git_theta.updates.base import TensorUpdate
 from git_theta.updates.requests import UPDATE_REQUEST_ENV, FileUpdates
 
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from git_theta.updates.base import Payload
-
-#: Set by ``git theta add --update-type`` for the filter that ``git add`` starts (the updates themselves: see
-#: updates/requests.py).
-UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
 
 
 class UpdateRequest:

@@ -27,6 +27,9 @@ from git_theta.storage.objects import LfsObjectStore, ObjectStore
 
 #: Set by ``git theta add --checkpoint-type``; inherited by the filter that ``git add`` starts.
 CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
+#: Set by ``git theta add --update-type`` for the filter that ``git add`` starts (representations/requested_update.py;
+#: the updates themselves: updates/requests.py).
+UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
 
 
 class Session:

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load, save
 
 from git_theta.metadata import CheckpointMetadata
-from git_theta.representations.requested_update import UPDATE_TYPE_ENV
+from git_theta.session.context import UPDATE_TYPE_ENV
 from git_theta.updates.base import Payload, TensorUpdate, UpdateError
 from git_theta.updates.requests import UPDATE_REQUEST_ENV, write_request
 from tests.unit.support import clean_bytes, filter_context, smudge_bytes
