@@ -41,6 +41,11 @@ def names(group: str) -> list[str]:
     return sorted(set(entry_points(group)) | set(own_entry_points().get(group, {})))
 
 
+def own_names(group: str) -> list[str]:
+    """Return the names of git-theta's own plugins in ``group`` (no scan of other packages)."""
+    return sorted(own_entry_points().get(group, {}))
+
+
 @cache
 def own_entry_points() -> dict[str, dict[str, str]]:
     """git-theta's own entry points, group -> name -> ``module:attribute``, from its installed metadata."""

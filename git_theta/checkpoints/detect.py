@@ -28,10 +28,16 @@ def detect(path: str, head: bytes, explicit: str | None = None) -> type[Checkpoi
     """Return the plugin for the file at ``path`` that starts with ``head``.
 
     An explicit name (``--checkpoint-type``, the ``theta-checkpoint`` attribute, or the type already recorded for the
-    path) wins. Otherwise a plugin must recognise the content; among those, one that owns the extension is preferred.
+    path) wins. Otherwise a plugin must recognise the content; among those, one that owns the extension is preferred
+    (git-theta's own first).
     """
     if explicit:
         return load(explicit)
+    # One of our plugins that owns the extension and recognises the content is taken without looking for other
+    # packages' plugins (importlib.metadata's scan of every installed package costs tens of milliseconds).
+    for plugin in _loadable(plugins.own_names(plugins.CHECKPOINTS)):
+        if plugin.matches_extension(path) and plugin.sniff(head):
+            return plugin
     candidates = list(_loadable())
     recognised = [plugin for plugin in candidates if plugin.sniff(head)]
     by_extension = [plugin for plugin in candidates if plugin.matches_extension(path)]
@@ -50,9 +56,9 @@ def detect(path: str, head: bytes, explicit: str | None = None) -> type[Checkpoi
     )
 
 
-def _loadable() -> Iterator[type[Checkpoint]]:
+def _loadable(names: list[str] | None = None) -> Iterator[type[Checkpoint]]:
     # A broken third-party plugin must not stop the detection of every other format.
-    for name in plugins.names(plugins.CHECKPOINTS):
+    for name in plugins.names(plugins.CHECKPOINTS) if names is None else names:
         try:
             yield load(name)
         except plugins.PluginError:

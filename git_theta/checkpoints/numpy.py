@@ -6,13 +6,15 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, BinaryIO
-
-import numpy as np
+from functools import cache
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from git_theta.checkpoints.base import Checkpoint, CheckpointError, Tensor, TensorSpec, read_exact
 from git_theta.checkpoints.spool import copy_out, first_zip_member, scratch_file, spool
 from git_theta.dtypes import nbytes, shape_error
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: numpy dtype (little-endian) -> git-theta dtype name.
 DTYPES = {
@@ -21,7 +23,6 @@ DTYPES = {
     "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8",
     "b1": "BOOL", "c8": "C64", "c16": "C128",
 }  # fmt: skip
-NUMPY_DTYPES = {name: np.dtype("<" + code) for code, name in DTYPES.items()}
 #: How an archive starts: with a member, or (no arrays) with the end of the central directory.
 ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -60,15 +61,17 @@ class NpzCheckpoint(Checkpoint):
     ) -> None:
         compression = zipfile.ZIP_DEFLATED if format_data.get("compressed") else zipfile.ZIP_STORED
         for spec in specs:
-            if spec.dtype not in NUMPY_DTYPES:
+            if spec.dtype not in DTYPES.values():
                 raise CheckpointError(
                     f"an .npz archive cannot hold tensor {spec.name!r} of dtype {spec.dtype} "
                     "(numpy has no such dtype); store it in another format"
                 )
+        import numpy as np  # imported when a file of this format is read or written, not when formats are detected
+
         with scratch_file() as target:
             with zipfile.ZipFile(target, "w", compression=compression) as archive:
                 for spec, data in zip(specs, tensors, strict=True):
-                    array = np.frombuffer(data, dtype=NUMPY_DTYPES[spec.dtype]).reshape(spec.shape)
+                    array = np.frombuffer(data, dtype=_numpy_dtypes()[spec.dtype]).reshape(spec.shape)
                     with archive.open(spec.name + ".npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, array, allow_pickle=False)
             copy_out(target, out)
@@ -102,6 +105,8 @@ def _read_arrays(
 
 def _read_array(handle: IO[bytes], member: str, label: str) -> Tensor:
     """One ``.npy`` member: its header checked before its data is read, as far as the data arrives."""
+    import numpy as np
+
     try:
         version = np.lib.format.read_magic(handle)
         # Version 3.0 only allows UTF-8 in field names, which no array git-theta reads has: its layout is 2.0's.
@@ -116,8 +121,16 @@ def _read_array(handle: IO[bytes], member: str, label: str) -> Tensor:
     data = read_exact(handle, nbytes(dtype, shape), label, f"array {member!r}")
     array = np.frombuffer(data, dtype=numpy_dtype)
     array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
-    flat = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[dtype]).reshape(-1).view(np.uint8)
+    flat = np.ascontiguousarray(array, dtype=_numpy_dtypes()[dtype]).reshape(-1).view(np.uint8)
     return Tensor(TensorSpec(member[:-4], dtype, tuple(shape)), flat.data)
+
+
+@cache
+def _numpy_dtypes() -> dict[str, np.dtype]:
+    """git-theta dtype name -> numpy dtype (little-endian)."""
+    import numpy as np
+
+    return {name: np.dtype("<" + code) for code, name in DTYPES.items()}
 
 
 def _dtype_name(dtype: np.dtype, label: str, member: str) -> str:

@@ -35,9 +35,12 @@ def smudge_writer(data: bytes, path: str, context: Session) -> Callable[[BinaryI
 
 def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -> tuple[BinaryIO, bytes | None]:
     """Return the legacy metadata of ``path`` if the file holds exactly its tensors, else None, with the file."""
+    previous = context.previous_blob(path)
+    if previous is None or not is_legacy_metadata(previous):
+        return stream, None  # the usual case, decided without importing the rest of this package (and numpy)
     from git_theta.legacy import filters
 
-    return filters.keep_unchanged(path, head, stream, context)
+    return filters.keep_unchanged(path, previous, head, stream, context)
 
 
 def pass_through(data: bytes, path: str) -> bytes:

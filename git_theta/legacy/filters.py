@@ -51,16 +51,15 @@ def resolve(data: bytes, path: str, context: Session) -> Rebuilt:
     return rebuild(checkpoint_type(path, context.explicit_checkpoint_type(path)), values, path)
 
 
-def keep_unchanged(path: str, head: bytes, stream: BinaryIO, context: Session) -> tuple[BinaryIO, bytes | None]:
-    """Return ``(stream, legacy metadata)`` if the file is exactly what git's legacy metadata describes.
+def keep_unchanged(
+    path: str, previous: bytes, head: bytes, stream: BinaryIO, context: Session
+) -> tuple[BinaryIO, bytes | None]:
+    """Return ``(stream, previous)`` if the file is exactly what git's legacy metadata ``previous`` describes.
 
     Otherwise return ``(a stream of the whole file, None)`` for the ordinary clean. When the comparison cannot be
     made (an object cannot be had, the file is not a checkpoint), the file is stored in our format: its content
     is kept exactly either way.
     """
-    previous = context.previous_blob(path)
-    if previous is None or not metadata.is_legacy_metadata(previous):
-        return stream, None
     spooled = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # typed IO[bytes], not BinaryIO
     shutil.copyfileobj(stream, spooled, 1 << 20)
     spooled.seek(0)
