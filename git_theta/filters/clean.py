@@ -14,6 +14,7 @@ from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import ordered_map
 from git_theta.representations.cheapest import store_tensor
+from git_theta.representations.packing import SmallTensors
 from git_theta.representations.requested_update import UPDATE_TYPE_ENV
 from git_theta.session.context import Session
 from git_theta.storage.format_data import store_format
@@ -40,7 +41,8 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
-    store, request = partial(store_tensor, context), None
+    small = SmallTensors()
+    store, request = partial(store_tensor, context, small=small), None
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
@@ -54,6 +56,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
                 raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
             entries[spec.name] = entry
             progress.advance(entry.nbytes)
+    small.finish(context.store, entries)
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects

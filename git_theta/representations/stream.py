@@ -20,6 +20,7 @@ from git_theta.pipeline import hash_executor, ordered_map
 from git_theta.representations.read import DeltaBlocks, read_tensor
 from git_theta.storage.codec import Block, ObjectReader
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.packs import open_reader
 
 #: Blocks (of 1 MiB) decoded ahead of the one being written.
 AHEAD = 8
@@ -64,7 +65,7 @@ def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterat
         if entry.update != DENSE:  # rebuilt from its base chain, whole and verified
             yield index, _Rebuilt(store, entry, label), None, True
             continue
-        reader = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
+        reader = open_reader(store, entry, label)
         if not reader.blocks:
             yield index, reader, None, True
         for position, block in enumerate(reader.blocks):
