@@ -72,7 +72,8 @@ class _Pack:
         self.data, self.pieces = data, pieces
 
 
-_cache: OrderedDict[str, _Pack] = OrderedDict()
+#: Checked packs by (store, oid): a store that lacks a pack must say so, even when another store had it.
+_cache: OrderedDict[tuple[int, str], _Pack] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -86,13 +87,14 @@ def read_piece(store: ObjectStore, oid: str, stored: int, piece: Piece, label: s
 
 
 def _load(store: ObjectStore, oid: str, stored: int, label: str) -> _Pack:
+    key = (id(store), oid)  # an id reused by a later store is harmless: the bytes are the ones ``oid`` names
     with _cache_lock:  # packs are small: one reader at a time costs little, and each is read once
-        pack = _cache.get(oid)
+        pack = _cache.get(key)
         if pack is not None:
-            _cache.move_to_end(oid)
+            _cache.move_to_end(key)
             return pack
         pack = _read(store, oid, stored, label)
-        _cache[oid] = pack
+        _cache[key] = pack
         while sum(len(kept.data) for kept in _cache.values()) > CACHE_BYTES and len(_cache) > 1:
             _cache.popitem(last=False)
         return pack
