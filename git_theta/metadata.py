@@ -343,4 +343,4 @@ def _is_hash(text: str) -> bool:
 
 
 def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return len(text) == 64 and not text.strip("0123456789abcdef")  # strip: every character is a hex digit

@@ -12,7 +12,7 @@ from git_theta.checkpoints.base import CheckpointError
 from git_theta.checkpoints.detect import detect
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import ordered_runs
 from git_theta.representations.cheapest import store_tensor
 from git_theta.representations.packing import SmallTensors
 from git_theta.representations.requested_update import UPDATE_TYPE_ENV
@@ -51,7 +51,7 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
     with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
-        for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
+        for spec, entry in ordered_runs(context.executor, store, tensors, context.window, size=lambda t: len(t.data)):
             if spec.name in entries:
                 raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
             entries[spec.name] = entry

@@ -24,7 +24,7 @@ from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import hash_executor
-from git_theta.representations.packing import SmallTensors
+from git_theta.representations.packing import PACK_BELOW, SmallTensors
 from git_theta.session.context import Session
 from git_theta.storage.codec import BLOCK, ObjectReader, sample_starts
 from git_theta.storage.encoder import Encoder, Parts, in_memory
@@ -250,8 +250,8 @@ def update_header(name: str, base: TensorEntry, params: dict[str, Any]) -> dict[
 
 def _usable_base(context: Session, spec: TensorSpec, digest: str, previous: TensorEntry | None) -> TensorEntry | None:
     """The value to store a changed tensor against: the keyframe under its previous value (see the module doc)."""
-    if previous is None or previous.hash == digest or not previous.nbytes or context.max_delta_depth < 1:
-        return None
+    if previous is None or previous.hash == digest or previous.nbytes < PACK_BELOW or context.max_delta_depth < 1:
+        return None  # small tensors are stored whole (representations/packing.py)
     if (previous.dtype, previous.shape) != (spec.dtype, spec.shape):
         return None
     keyframe = keyframe_of(previous)

@@ -23,7 +23,7 @@ from git_theta.storage.encoder import Encoder, in_memory
 from git_theta.storage.objects import ObjectStore
 from git_theta.storage.packs import MAX_PACK, build_pack
 
-#: Tensors of fewer bytes than this are packed (measured: docs/performance.md).
+#: Tensors of fewer bytes than this are packed (measured: benchmarks/README.md, "Packs").
 PACK_BELOW = 16 << 10
 #: Fewer new small tensors than this in a file are stored as objects of their own: a pack would save nothing.
 MIN_PACKED = 4
