@@ -14,7 +14,9 @@ Format (documented in docs/metadata-format.md, pinned by tests/golden/):
     }
 
 Tensors are listed in the order the checkpoint stores them, one per line so that ``git diff`` of the metadata names
-exactly the tensors that changed. ``format`` holds what the checkpoint plugin needs to rebuild the file exactly.
+exactly the tensors that changed. A small tensor may live in a *pack* shared with others (storage/packs.py): its
+entry names the pack's object and, under ``packed``, where its own object lies in it. ``format`` holds what the
+checkpoint plugin needs to rebuild the file exactly.
 ``merge``, only in a checkpoint that a merge driver made, records how (see merges/provenance.py).
 """
 
@@ -42,6 +44,10 @@ class MetadataError(GitThetaError):
     """A metadata file cannot be parsed or is from an unsupported version."""
 
 
+#: Where a tensor's object lies in a pack: ``(offset, length)`` in bytes.
+Piece = tuple[int, int]
+
+
 class BaseLink(NamedTuple):
     """One step of a chain of bases: a previous value of a tensor, named by content, and how it is stored."""
 
@@ -49,9 +55,11 @@ class BaseLink(NamedTuple):
     oid: str
     stored: int
     update: str
+    packed: Piece | None = None
 
     def to_json(self) -> list[Any]:
-        return [self.hash, self.oid, self.stored, self.update]
+        link: list[Any] = [self.hash, self.oid, self.stored, self.update]
+        return link if self.packed is None else [*link, list(self.packed)]
 
 
 class TensorEntry(NamedTuple):
@@ -60,7 +68,8 @@ class TensorEntry(NamedTuple):
     A tensor stored as an update (``update`` other than ``dense``) also lists its ``base`` chain: the tensor values
     its object applies to, nearest first, down to one stored whole. They are named by content, never by commit.
     A tensor that changed also names its ``previous`` value (and that value's chain), so that a diff of one side
-    can say how it changed; nothing needs it to rebuild the tensor.
+    can say how it changed; nothing needs it to rebuild the tensor. A tensor kept in a pack has ``packed``: where
+    its own object lies in the pack ``oid`` names (``stored`` is then the pack's size).
     """
 
     dtype: str
@@ -72,6 +81,7 @@ class TensorEntry(NamedTuple):
     update: str = DENSE
     base: tuple[BaseLink, ...] = ()
     previous: tuple[BaseLink, ...] = ()
+    packed: Piece | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of this entry."""
@@ -83,6 +93,8 @@ class TensorEntry(NamedTuple):
             "oid": self.oid,
             "stored": self.stored,
         }
+        if self.packed is not None:
+            data["packed"] = list(self.packed)
         if self.update != DENSE:
             data["update"] = self.update
             data["base"] = [link.to_json() for link in self.base]
@@ -93,7 +105,7 @@ class TensorEntry(NamedTuple):
     @property
     def link(self) -> BaseLink:
         """This tensor as the base of another."""
-        return BaseLink(self.hash, self.oid, self.stored, self.update)
+        return BaseLink(self.hash, self.oid, self.stored, self.update, self.packed)
 
     def base_entry(self) -> TensorEntry:
         """The entry of the value this update applies to (same dtype and shape)."""
@@ -106,7 +118,13 @@ class TensorEntry(NamedTuple):
     def _from_chain(self, chain: tuple[BaseLink, ...]) -> TensorEntry:
         first, *rest = chain
         return self._replace(
-            hash=first.hash, oid=first.oid, stored=first.stored, update=first.update, base=tuple(rest), previous=()
+            hash=first.hash,
+            oid=first.oid,
+            stored=first.stored,
+            update=first.update,
+            base=tuple(rest),
+            previous=(),
+            packed=first.packed,
         )
 
     def objects(self) -> dict[str, int]:
@@ -131,6 +149,7 @@ class TensorEntry(NamedTuple):
                 update=_typed(data.get("update", DENSE), str),
                 base=_chain(data.get("base", [])),
                 previous=_chain(data.get("previous", [])),
+                packed=_piece(data["packed"], data["stored"]) if "packed" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
@@ -163,6 +182,16 @@ def _count(value: Any) -> int:
     return value
 
 
+def _piece(item: Any, stored: int) -> Piece:
+    """Where a tensor's object lies in its pack: inside the pack's recorded size, and not empty."""
+    if not isinstance(item, list) or len(item) != 2:
+        raise ValueError(f"a pack location is not [offset, length]: {item!r:.60}")
+    offset, length = _count(item[0]), _count(item[1])
+    if length == 0 or offset + length > stored:
+        raise ValueError(f"pack location {item!r:.60} lies outside a pack of {stored} bytes")
+    return offset, length
+
+
 def _chain(items: Any) -> tuple[BaseLink, ...]:
     if not isinstance(items, list) or len(items) > MAX_CHAIN + 1:
         raise ValueError(f"a base chain is not a list of at most {MAX_CHAIN + 1} links")
@@ -176,10 +205,11 @@ def _valid_chain(chain: list[BaseLink]) -> bool:
 
 
 def _link(item: Any) -> BaseLink:
-    if not isinstance(item, list) or len(item) != 4:
-        raise ValueError(f"a base link is not [hash, oid, stored, update]: {item!r:.60}")
-    hash_, oid, stored, update = item
-    return BaseLink(_typed(hash_, str), _typed(oid, str), _count(stored), _typed(update, str))
+    if not isinstance(item, list) or len(item) not in (4, 5):
+        raise ValueError(f"a base link is not [hash, oid, stored, update(, [offset, length])]: {item!r:.60}")
+    hash_, oid, stored, update = item[:4]
+    packed = _piece(item[4], _count(stored)) if len(item) == 5 else None
+    return BaseLink(_typed(hash_, str), _typed(oid, str), _count(stored), _typed(update, str), packed)
 
 
 class CheckpointMetadata:
@@ -313,4 +343,4 @@ def _is_hash(text: str) -> bool:
 
 
 def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return len(text) == 64 and not text.strip("0123456789abcdef")  # strip: every character is a hex digit

@@ -184,7 +184,8 @@ def _print_checkpoint(path: str, metadata: CheckpointMetadata | Model, tensors: 
     for name, entry in entries.items():
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
         update = entry.update if entry.update == DENSE else f"{entry.update} (depth {len(entry.base)})"
-        line = f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {entry.stored:>12}  {update}"
+        stored = entry.stored if entry.packed is None else entry.packed[1]  # its own piece of a pack
+        line = f"  {name:<{width}}  {entry.dtype:<8} {shape:<18} {entry.nbytes:>12} {stored:>12}  {update}"
         click.echo(line + shard_of.get(name, ""))
 
 

@@ -13,8 +13,9 @@ from git_theta.checkpoints.buffers import POOL
 from git_theta.checkpoints.detect import detect
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import ordered_runs
 from git_theta.representations.cheapest import store_tensor
+from git_theta.representations.packing import SmallTensors
 from git_theta.session.context import UPDATE_TYPE_ENV, Session
 from git_theta.storage.format_data import store_format
 
@@ -40,7 +41,8 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     explicit = context.explicit_checkpoint_type(path) or (previous.checkpoint_type if previous else None)
     plugin = detect(path, head, explicit)
     format_data, tensors = plugin().read(whole, path)
-    store, request = partial(_store_and_give_back, context), None
+    small = SmallTensors()
+    store, request = partial(_store_and_give_back, context, small), None
     if os.environ.get(UPDATE_TYPE_ENV):  # git theta add --update-type
         from git_theta.representations.requested_update import UpdateRequest, store_requested
 
@@ -50,22 +52,24 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     entries: dict[str, TensorEntry] = {}
     with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
         try:
-            for spec, entry in ordered_map(context.executor, store, tensors, context.window, size=_nbytes):
+            for spec, entry in ordered_runs(context.executor, store, tensors, context.window, size=_nbytes):
                 if spec.name in entries:
                     raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
                 entries[spec.name] = entry
                 progress.advance(entry.nbytes)
         finally:
             POOL.clear()
+    small.finish(context.store, entries)
     if request is not None:
         request.finish(path)
     format_data = store_format(format_data, context.store, context.encoder)  # large byte strings as objects
     return _keep_merge_record(CheckpointMetadata(plugin.name, entries, format_data), known.own).dumps()
 
 
-def _store_and_give_back(context: Session, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
-    """Store a tensor, then hand its buffer back for the next tensor read (checkpoints/buffers.py)."""
-    stored = store_tensor(context, tensor)
+def _store_and_give_back(context: Session, small: SmallTensors, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+    """Store a tensor (a small new one is held in ``small`` for its pack), then hand its buffer back for the next
+    tensor read (checkpoints/buffers.py)."""
+    stored = store_tensor(context, tensor, small)
     POOL.give_back(tensor)
     return stored
 

@@ -17,7 +17,7 @@ from git_theta.maintenance.references import Usage, referenced_objects
 from git_theta.pipeline import workers
 from git_theta.storage.objects import LfsObjectStore
 from git_theta.storage.remote_objects import missing_on_remote
-from git_theta.storage.verify import object_problem
+from git_theta.storage.verify import object_problem, piece_problem
 
 #: Git-Theta 0.2 metadata takes about 1 KiB per parameter: larger blobs are not read.
 MAX_LEGACY_METADATA = 64 << 20
@@ -39,7 +39,11 @@ def local_problems(store: LfsObjectStore, usages: dict[str, Usage], skip: Collec
 
     def check(oid: str) -> list[str]:
         usage = usages[oid]
-        problems = (object_problem(store.path(oid), oid, entry) for entry in usage.entries)
+        problems = [object_problem(store.path(oid), oid, entry) for entry in usage.entries if entry.packed is None]
+        for entry in usage.entries:  # the pieces of a pack: the pack is read and checked once
+            if entry.packed is not None and (problem := piece_problem(store, oid, entry)):
+                problems.append(problem)
+                break
         return [f"{usage.describe(oid)} {problem}" for problem in dict.fromkeys(problems) if problem]
 
     with ThreadPoolExecutor(workers()) as executor:  # sha256 and zstd release the GIL

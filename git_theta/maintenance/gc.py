@@ -11,6 +11,7 @@ from git_theta.git.reachability import reachable_revisions
 from git_theta.maintenance.references import referenced_oids
 from git_theta.storage.codec import MAGIC
 from git_theta.storage.objects import LfsObjectStore
+from git_theta.storage.packs import MAGIC as PACK_MAGIC
 
 #: A temporary file untouched this long (seconds) is left over by a failed or killed write, not one in progress.
 STALE_TEMPORARY = 3600
@@ -75,11 +76,12 @@ def _stale_temporaries(store: LfsObjectStore, before: float, dry_run: bool) -> l
 
 
 def _is_garbage(path: Path, started: float) -> bool:
-    """Tell whether an unreferenced object may go: one of ours (not plain LFS), not written while we ran."""
+    """Tell whether an unreferenced object may go: one of ours (an object or a pack, not plain LFS), not written
+    while we ran."""
     try:
         if path.stat().st_mtime >= started:
             return False
         with open(path, "rb") as handle:
-            return handle.read(len(MAGIC)) == MAGIC
+            return handle.read(len(MAGIC)) in (MAGIC, PACK_MAGIC)
     except FileNotFoundError:
         return False

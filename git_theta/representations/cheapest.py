@@ -24,10 +24,12 @@ from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import hash_executor
+from git_theta.representations.packing import PACK_BELOW, SmallTensors
 from git_theta.session.context import Session
 from git_theta.storage.codec import BLOCK, ObjectReader, sample_starts
 from git_theta.storage.encoder import Encoder, Parts, in_memory
 from git_theta.storage.errors import ObjectError
+from git_theta.storage.packs import open_reader
 from git_theta.storage.verify import check_object_id
 
 if TYPE_CHECKING:
@@ -124,10 +126,11 @@ def _store_large(
         delta.close()
 
 
-def store_tensor(context: Session, tensor: Tensor) -> tuple[TensorSpec, TensorEntry]:
+def store_tensor(context: Session, tensor: Tensor, small: SmallTensors | None = None) -> tuple[TensorSpec, TensorEntry]:
     """Hash a tensor's exact bytes and store them, unless the repository already stores them (session/known.py).
 
-    A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value.
+    A changed tensor is stored in the cheapest exact form: whole, or as an update of its previous value. With
+    ``small``, a new small tensor is held there, to be stored in a pack when the file ends (representations/packing.py).
     """
     spec = tensor.spec
     data = memoryview(tensor.data).cast("B")
@@ -136,6 +139,8 @@ def store_tensor(context: Session, tensor: Tensor) -> tuple[TensorSpec, TensorEn
     entry = known.unchanged(spec, digest) or known.stored(spec, digest)
     if entry is None:
         previous = known.previous.get(spec.name)
+        if small is not None and (entry := small.hold(context.encoder, spec, data, digest, previous)) is not None:
+            return spec, entry
         related = known.related(spec.name) if previous is None else None
         entry = cheapest(context, spec, data, digest, previous, related)
     return spec, entry
@@ -167,7 +172,7 @@ class _StreamedDelta:
         label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
         try:
             store = context.store
-            reader = ObjectReader(store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
+            reader = open_reader(store, keyframe, label)
         except ObjectError:
             return None
         starts = [block[2] for block in reader.blocks]
@@ -245,8 +250,8 @@ def update_header(name: str, base: TensorEntry, params: dict[str, Any]) -> dict[
 
 def _usable_base(context: Session, spec: TensorSpec, digest: str, previous: TensorEntry | None) -> TensorEntry | None:
     """The value to store a changed tensor against: the keyframe under its previous value (see the module doc)."""
-    if previous is None or previous.hash == digest or not previous.nbytes or context.max_delta_depth < 1:
-        return None
+    if previous is None or previous.hash == digest or previous.nbytes < PACK_BELOW or context.max_delta_depth < 1:
+        return None  # small tensors are stored whole (representations/packing.py)
     if (previous.dtype, previous.shape) != (spec.dtype, spec.shape):
         return None
     keyframe = keyframe_of(previous)
@@ -295,7 +300,7 @@ def _delta_from_keyframe(context: Session, spec: TensorSpec, data: memoryview, k
     new_bits = np.frombuffer(data, dtype=bits)
     differences = np.empty_like(new_bits)
     label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
-    reader = ObjectReader(context.store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
+    reader = open_reader(context.store, keyframe, label)
     digest = hashlib.sha256()
     try:
         for block in reader.blocks:

@@ -17,6 +17,7 @@ from git_theta.pipeline import ordered_map
 from git_theta.storage.codec import PARALLEL_FRAMES, Block, ObjectReader, decode, read_payload
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.packs import open_reader, open_stored
 
 
 def tensor_label(path: str, name: str, entry: TensorEntry) -> str:
@@ -33,8 +34,9 @@ def read_tensor(
     checks them all.
     """
     if entry.update == DENSE:
-        with store.open(entry.oid) as stream:
-            return decode(stream, entry.hash, entry.nbytes, entry.stored, label, executor=executor)
+        stream, size = open_stored(store, entry, label)
+        with stream:
+            return decode(stream, entry.hash, entry.nbytes, size, label, executor=executor)
     if entry.update == "delta" and len(entry.base) == 1:  # a delta from a keyframe: rebuilt block by block, in place
         return _read_delta_blocks(store, entry, label, executor)
     base_entry = entry.base_entry()
@@ -73,7 +75,7 @@ def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, execu
 
 def open_update(store: ObjectStore, entry: TensorEntry, label: str) -> ObjectReader:
     """Open the object of a tensor stored as an update, checking it is the update of the base the metadata names."""
-    reader = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
+    reader = open_reader(store, entry, label)
     update = reader.update
     if update is None or update["type"] != entry.update or update["base"] != entry.base[0].hash:
         reader.close()
@@ -112,13 +114,7 @@ class DeltaBlocks:
         keyframe = entry.base_entry()
         self.label, self.hash = label, entry.hash
         self.bits = bits_dtype(numpy_dtype(entry.dtype))
-        self.keyframe = ObjectReader(
-            store.open(keyframe.oid),
-            keyframe.hash,
-            keyframe.nbytes,
-            keyframe.stored,
-            f"{keyframe.oid[:12]} (base of {label})",
-        )
+        self.keyframe = open_reader(store, keyframe, f"{keyframe.oid[:12]} (base of {label})")
         self.delta = open_update(store, entry, label)
         if len(self.delta.parts()) != 1:
             raise ObjectError(f"object {label} is not the delta update the metadata describes")

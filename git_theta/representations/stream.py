@@ -16,13 +16,16 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeAlias, cast
 
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import hash_executor, ordered_map
+from git_theta.pipeline import hash_executor, ordered_map, runs
 from git_theta.representations.read import DeltaBlocks, read_tensor
-from git_theta.storage.codec import Block, ObjectReader
+from git_theta.storage.codec import BLOCK, Block, ObjectReader
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.packs import open_reader
 
-#: Blocks (of 1 MiB) decoded ahead of the one being written.
+#: Runs of blocks (a block of 1 MiB, or up to RUN_TASKS smaller ones) decoded ahead of the one being written.
 AHEAD = 8
+#: Most blocks in one run: each is an open object, until its tensor is written.
+RUN_TASKS = 16
 
 _Source: TypeAlias = "ObjectReader | DeltaBlocks | _Rebuilt"
 _Task = tuple[int, _Source, Block | tuple[Block, Block] | None, bool]
@@ -41,7 +44,11 @@ def stream_tensors(
     if any(entry.update != DENSE for _, entry in tensors):
         _import_numpy_meanwhile()
     tasks = _tasks(store, tensors)
-    results = ordered_map(executor, _decode, tasks, AHEAD) if executor is not None else map(_decode, tasks)
+    if executor is None:
+        results: Iterator[_Done] = map(_decode, tasks)
+    else:  # a run of tiny blocks is one hand-off to a worker: for thousands of tiny tensors, the hand-offs dominate
+        decoded = ordered_map(executor, _decode_run, runs(tasks, _task_size, BLOCK, RUN_TASKS), AHEAD)
+        results = (done for run in decoded for done in run)
     for index in range(len(tensors)):
         yield _blocks_of(index, results)
 
@@ -64,11 +71,24 @@ def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterat
         if entry.update != DENSE:  # rebuilt from its base chain, whole and verified
             yield index, _Rebuilt(store, entry, label), None, True
             continue
-        reader = ObjectReader(store.open(entry.oid), entry.hash, entry.nbytes, entry.stored, label)
+        reader = open_reader(store, entry, label)
         if not reader.blocks:
             yield index, reader, None, True
         for position, block in enumerate(reader.blocks):
             yield index, reader, block, position == len(reader.blocks) - 1
+
+
+def _task_size(task: _Task) -> int:
+    _, reader, block, _ = task
+    if isinstance(reader, _Rebuilt):
+        return reader.entry.nbytes
+    if isinstance(reader, DeltaBlocks):
+        return cast(tuple[Block, Block], block)[0][3]
+    return cast(Block, block)[3] if block else 0
+
+
+def _decode_run(run: list[_Task]) -> list[_Done]:
+    return [_decode(task) for task in run]
 
 
 def _decode(task: _Task) -> _Done:

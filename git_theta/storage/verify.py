@@ -10,6 +10,7 @@ from git_theta.metadata import TensorEntry
 from git_theta.storage.codec import decode
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
+from git_theta.storage.packs import open_stored
 
 if TYPE_CHECKING:
     import io
@@ -32,6 +33,19 @@ def object_problem(path: Path, oid: str, entry: TensorEntry) -> str | None:
         return str(exc).removeprefix(f"object {oid} ")
     except FileNotFoundError:
         return "is missing locally"
+    return None
+
+
+def piece_problem(store: ObjectStore, oid: str, entry: TensorEntry) -> str | None:
+    """Return what is wrong with the pack ``oid`` or with ``entry``'s piece of it, or None when both are intact."""
+    if not store.has(oid):
+        return "is missing locally"
+    try:
+        stream, size = open_stored(store, entry, oid)
+        with stream:
+            decode(stream, entry.hash, entry.nbytes, size, oid)
+    except ObjectError as exc:
+        return str(exc).removeprefix(f"object {oid} ")
     return None
 
 

@@ -58,6 +58,32 @@ def filter_context(store: MemoryObjectStore | None = None) -> Iterator[Session]:
         context.close()
 
 
+class StagedSession(Session):
+    """A Session whose index holds the metadata in ``staged``, as after ``git add``: what the next clean may reuse."""
+
+    def __init__(self, store: MemoryObjectStore) -> None:
+        super().__init__(store)
+        self.staged: dict[str, CheckpointMetadata] = {}
+
+    def staged_metadata(self, path: str) -> CheckpointMetadata | None:
+        """The metadata staged for ``path`` (see ``stage``)."""
+        return self.staged.get(path)
+
+    def stage(self, path: str, metadata: bytes) -> None:
+        """Stage ``metadata`` for ``path``."""
+        self.staged[path] = CheckpointMetadata.loads(metadata)
+
+
+@contextmanager
+def staged_context() -> Iterator[StagedSession]:
+    """A StagedSession over an in-memory store, its thread pool shut down afterwards."""
+    context = StagedSession(MemoryObjectStore())
+    try:
+        yield context
+    finally:
+        context.close()
+
+
 def clean_bytes(data: bytes, path: str, context: Session) -> bytes:
     """Run the clean filter on ``data`` in-process."""
     with warnings.catch_warnings():

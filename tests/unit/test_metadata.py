@@ -106,7 +106,7 @@ def golden_empty_safetensors() -> bytes:
 
 
 GOLDEN_CASES = {
-    "safetensors.metadata.json": (golden_safetensors, "model.safetensors"),
+    "safetensors-packed.metadata.json": (golden_safetensors, "model.safetensors"),
     "torch.metadata.json": (golden_torch, "model.pt"),
     "npz.metadata.json": (golden_npz, "arrays.npz"),
     "safetensors-empty.metadata.json": (golden_empty_safetensors, "empty.safetensors"),
@@ -134,9 +134,39 @@ def test_golden_safetensors_is_a_valid_file() -> None:
     assert loaded["step"].item() == 1000 and loaded["tokens"].tolist() == list(b"hello")
 
 
+#: Metadata that earlier versions wrote for a checkpoint that is now written otherwise: it must still read back.
+WRITTEN_BEFORE = {"safetensors.metadata.json": (golden_safetensors, "model.safetensors")}  # before packs
+
+
+@pytest.mark.parametrize("name", list(WRITTEN_BEFORE))
+def test_metadata_written_before_still_checks_out_byte_for_byte(name: str) -> None:
+    make, path = WRITTEN_BEFORE[name]
+    metadata = (GOLDEN / name).read_bytes()
+    parsed = CheckpointMetadata.loads(metadata)
+    assert parsed.dumps() == metadata
+    assert all(entry.packed is None for entry in parsed.tensors.values())
+    with filter_context() as context:
+        for entry, (raw, itemsize) in zip(parsed.tensors.values(), _raw_tensors(make()), strict=True):
+            assert context.encoder.store_dense(context.store, memoryview(raw), entry.hash, itemsize) == (
+                entry.oid,
+                entry.stored,
+            )  # the objects it names, as every version writes them
+        assert smudge_bytes(metadata, path, context) == make()
+
+
+def _raw_tensors(checkpoint: bytes) -> list[tuple[bytes, int]]:
+    """The bytes and element size of each tensor of a safetensors file, in the file's order."""
+    (length,) = struct.unpack("<Q", checkpoint[:8])
+    header = json.loads(checkpoint[8 : 8 + length])
+    header.pop("__metadata__", None)
+    data = checkpoint[8 + length :]
+    return [(data[slice(*info["data_offsets"])], ITEMSIZE[info["dtype"]]) for info in header.values()]
+
+
 def test_golden_files_are_all_checked() -> None:
     on_disk = {path.name for path in GOLDEN.glob("*.metadata.json")}
-    assert on_disk <= set(GOLDEN_CASES), f"stale golden files: {sorted(on_disk - set(GOLDEN_CASES))}"
+    checked = set(GOLDEN_CASES) | set(WRITTEN_BEFORE)
+    assert on_disk <= checked, f"stale golden files: {sorted(on_disk - checked)}"
 
 
 # --- loads and dumps -------------------------------------------------------------------------------------------------
