@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tests.e2e.test_remotes import commit_all, edit_tensor, mtimes, status
 from tests.helpers import git, lfs_objects, random_model, save_safetensors, theta
 from tests.remotes import HttpRemote, LocalRemote
@@ -166,7 +168,10 @@ def test_git_theta_push_defaults_to_the_remote_git_push_would_use(repo: Path, re
 
 def test_git_theta_push_asks_about_many_objects_in_batches(repo: Path, http_remote: HttpRemote) -> None:
     http_remote.add_to(repo)
-    save_safetensors(repo / "model.safetensors", random_model(layers=130, width=4))  # 260 objects: 3 batches
+    rng = np.random.default_rng(0)  # 260 tensors of 16 KiB, too large to pack: 260 objects, asked about in 3 batches
+    save_safetensors(
+        repo / "model.safetensors", {f"t{i}": rng.standard_normal(4096, dtype=np.float32) for i in range(260)}
+    )
     commit_all(repo, "many tensors")
     git("push", "-q", "--no-verify", "origin", "main", cwd=repo)
 
