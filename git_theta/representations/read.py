@@ -14,6 +14,7 @@ from typing import Any
 from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import ordered_map
+from git_theta.storage.bytegroup import tensor_buffer
 from git_theta.storage.codec import PARALLEL_FRAMES, Block, ObjectReader, decode, read_payload
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
@@ -55,7 +56,7 @@ def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, execu
     """A tensor stored as a delta from its keyframe, assembled block by block and hashed as it goes: memory holds
     the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
     pair = DeltaBlocks(store, entry, label)
-    out, at, digest = bytearray(entry.nbytes), 0, hashlib.sha256()
+    out, at, digest = tensor_buffer(entry.nbytes), 0, hashlib.sha256()
     try:
         if executor is None:
             blocks: Iterator[memoryview] = map(pair.read_block, pair.blocks)
