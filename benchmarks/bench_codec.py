@@ -40,7 +40,11 @@ from typing import Any
 import numpy as np
 
 from git_theta.storage import codec
-from git_theta.storage.bytegroup import tensor_buffer
+
+try:
+    from git_theta.storage.bytegroup import tensor_buffer
+except ImportError:  # git-theta 0.3, measured with --codecs default
+    tensor_buffer = bytearray  # type: ignore[assignment,misc]
 
 Tensors = list[tuple[bytes, int]]  # (raw bytes, element width) of each tensor
 
@@ -94,7 +98,10 @@ def bench_theta(tensors: Tensors, codec_name: str, repeat: int) -> dict[str, Any
         objects = []
         for (raw, group), digest in zip(tensors, hashes, strict=True):
             sink = codec.MemorySink()
-            codec.encode(memoryview(raw), digest, group, sink, codec=codec_name)
+            if codec_name == "default":  # whatever this version writes (also works with git-theta 0.3's codec.py)
+                codec.encode(memoryview(raw), digest, group, sink)
+            else:
+                codec.encode(memoryview(raw), digest, group, sink, codec=codec_name)
             objects.append(sink.getvalue())
         return objects
 
@@ -186,7 +193,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement (best and median shown)")
-    parser.add_argument("--codecs", default="zstd,streams", help="git-theta codecs to measure, comma-separated")
+    parser.add_argument(
+        "--codecs", default="zstd,streams", help="git-theta codecs to measure, comma-separated ('default': as written)"
+    )
     parser.add_argument("--no-zipnn", action="store_true", help="skip ZipNN even when it is installed")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
