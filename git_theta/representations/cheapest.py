@@ -112,7 +112,7 @@ def _store_large(
         if changed <= 2 * SPARSE_FRACTION * sampled:
             return None
         group, encoder = itemsize(spec.dtype), context.encoder
-        if encoder.estimated_size(delta, delta.itemsize) >= encoder.estimated_size(data, group):
+        if encoder.estimated_size(delta, delta.itemsize) >= encoder.estimated_size(data, group, dense=True):
             oid, stored = encoder.store_dense(context.store, data, digest, group)
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored)
         parts: Parts = [("delta", delta.dtype_name, (len(data) // delta.itemsize,), delta)]

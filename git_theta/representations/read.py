@@ -14,6 +14,7 @@ from typing import Any
 from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import ordered_map
+from git_theta.storage.bytegroup import tensor_buffer
 from git_theta.storage.codec import PARALLEL_FRAMES, Block, ObjectReader, decode, read_payload
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import ObjectStore
@@ -44,7 +45,7 @@ def read_tensor(
     with open_update(store, entry, label) as reader:
         payload = read_payload(reader, executor=executor)
     assert reader.update is not None  # open_update checked it
-    rebuilt = apply_update(entry, reader.update, reader.parts(), base, payload)
+    rebuilt = apply_update(entry, reader.update, reader.parts(), base, payload, label)
     if check and "sha256:" + hashlib.sha256(rebuilt).hexdigest() != entry.hash:
         raise ObjectError(
             f"tensor {label}: applying its {entry.update} update did not give the committed tensor "
@@ -57,7 +58,7 @@ def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, execu
     """A tensor stored as a delta from its keyframe, assembled block by block and hashed as it goes: memory holds
     the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
     pair = DeltaBlocks(store, entry, label)
-    out, at, digest = bytearray(entry.nbytes), 0, hashlib.sha256()
+    out, at, digest = tensor_buffer(entry.nbytes), 0, hashlib.sha256()
     try:
         if executor is None:
             blocks: Iterator[memoryview] = map(pair.read_block, pair.blocks)
@@ -84,9 +85,10 @@ def open_update(store: ObjectStore, entry: TensorEntry, label: str) -> ObjectRea
 
 
 def apply_update(
-    entry: TensorEntry, update: dict[str, Any], parts: list[tuple], base: memoryview, payload: memoryview
+    entry: TensorEntry, update: dict[str, Any], parts: list[tuple], base: memoryview, payload: memoryview, label: str
 ) -> memoryview:
-    """Apply an update object's payload to the base tensor's bytes; return the new tensor's bytes."""
+    """Apply an update object's payload to the base tensor's bytes; return the new tensor's bytes (``label`` names
+    the object and the tensor in errors)."""
     from git_theta import plugins
     from git_theta.updates.base import Payload, UpdateError, as_array, raw_bytes
 
@@ -98,9 +100,9 @@ def apply_update(
     try:
         new = plugin().apply(as_array(base, entry.dtype, entry.shape), Payload(arrays, update.get("params", {})))
     except (UpdateError, KeyError, ValueError, TypeError) as exc:
-        raise ObjectError(f"the {entry.update} update of a tensor cannot be applied ({exc})") from exc
+        raise ObjectError(f"object {label}: its {entry.update} update cannot be applied ({exc})") from exc
     if new.shape != entry.shape or new.nbytes != entry.nbytes:
-        raise ObjectError(f"the {entry.update} update gave a tensor of the wrong shape")
+        raise ObjectError(f"object {label}: its {entry.update} update gave a tensor of the wrong shape")
     return raw_bytes(new)
 
 

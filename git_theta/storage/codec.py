@@ -6,12 +6,15 @@
                          {"codec": "zstd", "group": 4, "block": 1048576, "size": 1536, "hash": "sha256:<hex>"}
     then       payload
 
-``codec`` is ``raw`` (payload = the tensor's bytes) or ``zstd``: the tensor is cut into blocks of ``block`` bytes, each
-*byte-grouped* (all first bytes of the block's elements, then all second bytes, and so on; ``group`` is the element
-width) and compressed as its own zstd frame, with content size and checksum. The frames follow one another; after them
-comes a table of their compressed sizes (one little-endian u32 per frame), so that the frames of a large tensor can be
-decoded in parallel. Grouping puts the slowly varying sign/exponent bytes of floats side by side, which is what makes
-weights compress (the idea behind ZipNN). Encoding is deterministic, so equal tensors give equal objects.
+``codec`` is ``raw`` (payload = the tensor's bytes), ``zstd`` or ``streams``. Both of the latter cut the tensor into
+blocks of ``block`` bytes, each *byte-grouped* (all first bytes of the block's elements, then all second bytes, and so
+on; ``group`` is the element width). ``zstd`` (written by git-theta up to 0.3) compresses each grouped block as one zstd
+frame, with content size and checksum. ``streams`` (written since) stores each byte stream of a block on its own,
+Huffman-coded or raw (streams.py); with ``"signbit": 1`` the sign bit of each 2- or 4-byte element is moved out of the
+exponent's byte first, so that a float's exponent fills one stream (bytegroup.py). The blocks follow one another;
+after them comes a table of their stored sizes (one little-endian u32 per block), so that the blocks of a large tensor
+can be decoded in parallel. Grouping puts the slowly varying sign/exponent bytes of floats side by side, which is what
+makes weights compress (the idea behind ZipNN). Encoding is deterministic, so equal tensors give equal objects.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ import zstandard
 
 from git_theta.dtypes import ITEMSIZE, itemsize, nbytes
 from git_theta.pipeline import ordered_map
-from git_theta.storage.bytegroup import group_bytes, ungroup_bytes
+from git_theta.storage.bytegroup import SIGNBIT_WIDTHS, Writable, group_bytes, tensor_buffer, ungroup_bytes
 from git_theta.storage.errors import ObjectError
+from git_theta.storage.streams import decode_block, encode_block
 
 MAGIC = b"GTOBJ\x00\x01\x00"
 BLOCK = 1 << 20
 DEFAULT_LEVEL = 1
+#: The codec of new compressed objects; ``zstd`` objects are still read, and written on request (benchmarks, tests).
+DEFAULT_CODEC = "streams"
+CODECS = ("zstd", "streams")
 #: Below this size compression rarely pays for its frame header; such tensors are stored raw.
 MIN_COMPRESS = 512
 #: Frames of one tensor compressed or decoded at once (a few MiB of memory).
@@ -70,12 +77,15 @@ def encode(
     sink: Sink,
     level: int = DEFAULT_LEVEL,
     executor: Executor | None = None,
+    codec: str = DEFAULT_CODEC,
 ) -> str:
     """Write ``raw`` as an object to ``sink``; return the codec used (raw when compression does not help).
 
-    With an ``executor``, the blocks of a large tensor are compressed in parallel.
+    With an ``executor``, the blocks of a large tensor are compressed in parallel. ``level`` applies to ``zstd``.
     """
-    return _encode([(raw, group)], {"hash": raw_hash}, {"group": group}, sink, level, executor)
+    signbit = codec == "streams" and group in SIGNBIT_WIDTHS
+    fields = {"group": group, "signbit": 1} if signbit else {"group": group}
+    return _encode([(raw, group)], {"hash": raw_hash}, fields, sink, _Coder(codec, level, signbit), executor)
 
 
 def encode_update(
@@ -85,6 +95,7 @@ def encode_update(
     sink: Sink,
     level: int = DEFAULT_LEVEL,
     executor: Executor | None = None,
+    codec: str = DEFAULT_CODEC,
 ) -> str:
     """Write an update object: named arrays ``(name, dtype, shape, bytes)`` that turn a base tensor into this one.
 
@@ -93,7 +104,7 @@ def encode_update(
     """
     described = {**update, "parts": [[name, dtype, list(shape)] for name, dtype, shape, _ in parts]}
     payload = [(data, itemsize(dtype)) for _, dtype, _, data in parts]
-    return _encode(payload, {"hash": tensor_hash, "update": described}, {}, sink, level, executor)
+    return _encode(payload, {"hash": tensor_hash, "update": described}, {}, sink, _Coder(codec, level), executor)
 
 
 def sample_starts(size: int, blocks: int = 4) -> list[int]:
@@ -104,13 +115,15 @@ def sample_starts(size: int, blocks: int = 4) -> list[int]:
     return [BLOCK * (index * (count - 1) // (blocks - 1)) for index in range(blocks)]
 
 
-def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks: int = 4) -> int:
+def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks: int = 4, dense: bool = False) -> int:
     """Estimate the compressed size of ``raw`` by compressing ``blocks`` evenly spaced blocks of it.
 
-    ``raw`` may be anything with a length whose ``BLOCK``-aligned slices are bytes (a delta computed on demand).
+    ``raw`` may be anything with a length whose ``BLOCK``-aligned slices are bytes (a delta computed on demand);
+    ``dense`` when it would be stored as a tensor (whose sign bits may be moved), not as an update's part.
     """
     starts = sample_starts(len(raw), blocks)
-    sample = sum(len(_compressor(level).compress(group_bytes(raw[at : at + BLOCK], group))) for at in starts)
+    coder = _Coder(DEFAULT_CODEC, level, dense and group in SIGNBIT_WIDTHS)
+    sample = sum(len(coder.compress(raw[at : at + BLOCK], group)) for at in starts)
     sampled = sum(min(BLOCK, len(raw) - at) for at in starts)
     return sample * len(raw) // sampled if sampled else 0
 
@@ -118,23 +131,23 @@ def sampled_size(raw: memoryview, group: int, level: int = DEFAULT_LEVEL, blocks
 def _encode(
     parts: list[tuple[memoryview, int]],
     header: dict[str, Any],
-    zstd_header: dict[str, Any],
+    coded_header: dict[str, Any],
     sink: Sink,
-    level: int,
+    coder: _Coder,
     executor: Executor | None,
 ) -> str:
     size = sum(len(data) for data, _ in parts)
     if size >= MIN_COMPRESS:
-        written = _write_header(sink, {**header, **zstd_header, "codec": "zstd", "block": BLOCK, "size": size})
+        written = _write_header(sink, {**header, **coded_header, "codec": coder.codec, "block": BLOCK, "size": size})
         sizes = []
         for data, group in parts:
-            for frame in _compressed_frames(data, group, level, executor):
+            for frame in _compressed_frames(data, group, coder, executor):
                 sink.write(frame)
                 sizes.append(len(frame))
         table = struct.pack(f"<{len(sizes)}I", *sizes)
         sink.write(table)
         if written + sum(sizes) + len(table) < size + 64:
-            return "zstd"
+            return coder.codec
         sink.reset()
     _write_header(sink, {**header, "codec": "raw", "size": size})
     for data, _ in parts:
@@ -168,7 +181,7 @@ def read_payload(reader: ObjectReader, *, executor: Executor | None = None) -> m
     A dense object is checked against the tensor's hash here; an update's payload is checked through the tensor it
     rebuilds.
     """
-    out = bytearray(reader.size)
+    out = tensor_buffer(reader.size)
     if executor is None or len(reader.blocks) <= 1:
         for block in reader.blocks:
             reader.read_block(block, out)
@@ -198,6 +211,7 @@ class ObjectReader:
             state = "truncated" if actual < object_size else "corrupt (longer than recorded)"
             raise ObjectError(f"object {label} is {state}: {actual} bytes, expected {object_size}")
         self.codec = self.header["codec"]
+        self.signbit = self.header.get("signbit") == 1
         payload = 12 + len(_header_bytes(self.header))
         if self.codec == "raw":
             if object_size - payload != self.size:
@@ -218,7 +232,7 @@ class ObjectReader:
             for name, dtype, shape in self.update["parts"]
         ]
 
-    def read_block(self, block: Block, out: bytearray | None = None) -> memoryview:
+    def read_block(self, block: Block, out: Writable | None = None) -> memoryview:
         """Decode one of ``blocks`` into ``out`` at its place in the tensor, or into a new buffer; return the bytes."""
         offset, length, start, expected, group = block
         with self._lock:
@@ -229,9 +243,11 @@ class ObjectReader:
         if self.codec == "raw":
             data = stored
         else:
-            data = self._decompress(stored, expected)
             target, at = (out, start) if out is not None else (bytearray(expected), 0)
-            ungroup_bytes(data, expected, target, at, group, self.size)
+            if self.codec == "streams":
+                decode_block(stored, expected, group, self.signbit, target, at, self.size, self.label)
+            else:
+                ungroup_bytes(self._decompress(stored, expected), expected, target, at, group, self.size)
             return memoryview(target)[at : at + expected]
         if out is None:
             return memoryview(data)
@@ -291,13 +307,18 @@ def _valid_header(header: dict) -> bool:
         return False
     if "update" in header and not _valid_update(header["update"]):
         return False
+    if "signbit" in header and not (
+        header["signbit"] == 1 and type(header["signbit"]) is int and header.get("codec") == "streams"
+    ):
+        return False
     if header.get("codec") == "raw":
         return True
     # A dense object names its byte group; an update object's parts imply theirs.
     group, block = header.get("group", 1) if "update" in header else header.get("group"), header.get("block")
     return (
-        header.get("codec") == "zstd"
+        header.get("codec") in CODECS
         and is_int(group, 1)
+        and ("signbit" not in header or ("update" not in header and group in SIGNBIT_WIDTHS))
         and is_int(block, 1)
         and block % group == 0
         and block % 8 == 0
@@ -332,6 +353,21 @@ def _write_header(sink: Sink, header: dict) -> int:
     return 12 + len(body)
 
 
+class _Coder:
+    """How the blocks of a new object are compressed: the codec, its zstd level (``zstd``), moved sign bits."""
+
+    def __init__(self, codec: str, level: int, signbit: bool = False) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}")
+        self.codec, self.level, self.signbit = codec, level, signbit
+
+    def compress(self, block: memoryview, group: int) -> bytes:
+        """The stored form of one block of elements ``group`` bytes wide."""
+        if self.codec == "streams":
+            return encode_block(block, group, self.signbit and group in SIGNBIT_WIDTHS)
+        return _compressor(self.level).compress(group_bytes(block, group))
+
+
 def _compressor(level: int) -> zstandard.ZstdCompressor:
     # A ZstdCompressor must not be shared between threads; keep one per thread and level.
     cache = getattr(_local, "compressors", None)
@@ -342,9 +378,9 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return cache[level]
 
 
-def _compressed_frames(raw: memoryview, group: int, level: int, executor: Executor | None) -> Iterator[bytes]:
+def _compressed_frames(raw: memoryview, group: int, coder: _Coder, executor: Executor | None) -> Iterator[bytes]:
     def compress(start: int) -> bytes:
-        return _compressor(level).compress(group_bytes(raw[start : start + BLOCK], group))
+        return coder.compress(raw[start : start + BLOCK], group)
 
     starts = range(0, len(raw), BLOCK)
     if executor is None or len(starts) == 1:

@@ -45,9 +45,9 @@ class Encoder:
         """Write an update object to ``sink``."""
         encode_update(parts, digest, update, sink, self.level, self.executor)
 
-    def estimated_size(self, data: Any, group: int) -> int:
+    def estimated_size(self, data: Any, group: int, *, dense: bool = False) -> int:
         """The stored size of ``data`` estimated from a sample of its blocks (see ``codec.sampled_size``)."""
-        return sampled_size(data, group, self.level)
+        return sampled_size(data, group, self.level, dense=dense)
 
 
 def in_memory(write: Callable[[Sink], None]) -> bytes:

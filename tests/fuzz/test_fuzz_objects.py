@@ -1,7 +1,8 @@
 """Mutation fuzzing of stored objects: whatever happens to an object's bytes, a read gives the exact tensor or fails.
 
 Every way a tensor is read is tried (whole, as diffs and merges read it; streamed block by block, as a checkout
-writes it), on every kind of object (compressed in several frames, raw, a delta from a keyframe, a sparse update).
+writes it), on every kind of object (compressed in several blocks by each codec, raw, a delta from a keyframe, a
+sparse update).
 Each damaged object must give exactly the committed tensor or one ObjectError line naming the object, within bounded
 memory. ``GIT_THETA_FUZZ=long`` runs many more examples.
 """
@@ -24,6 +25,8 @@ from git_theta.representations.cheapest import store_tensor
 from git_theta.representations.read import read_tensor
 from git_theta.representations.stream import stream_tensors
 from git_theta.session.context import Session
+from git_theta.storage import codec
+from git_theta.storage.codec import MemorySink
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.objects import MemoryObjectStore
 from tests.fuzz.conftest import PROFILE
@@ -40,7 +43,7 @@ def _objects() -> dict[str, tuple[MemoryObjectStore, TensorEntry, bytes]]:
     smooth = (1 + rng.standard_normal(3 << 17) * 1e-3).astype(np.float32)  # 1.5 MiB: two frames
     noise = rng.integers(0, 256, 700, dtype=np.uint8)  # incompressible: stored raw
     for kind, first, second in [
-        ("zstd", smooth, None),
+        ("streams", smooth, None),
         ("raw", noise, None),
         ("delta", smooth, smooth + rng.standard_normal(smooth.shape).astype(np.float32) * np.float32(1e-4)),
         ("sparse", smooth, _with_few_changed(smooth)),
@@ -55,9 +58,21 @@ def _objects() -> dict[str, tuple[MemoryObjectStore, TensorEntry, bytes]]:
             _, entry = store_tensor(context, Tensor(spec, memoryview(second.tobytes())))
             value = second
         context.close()
-        assert kind == "zstd" or kind == "raw" or entry.update == kind, (kind, entry.update)
+        assert kind == "streams" or kind == "raw" or entry.update == kind, (kind, entry.update)
         kinds[kind] = (store, entry, value.tobytes())
+    kinds["zstd"] = _legacy_object(smooth)
     return kinds
+
+
+def _legacy_object(value: np.ndarray) -> tuple[MemoryObjectStore, TensorEntry, bytes]:
+    """A tensor in an object of the ``zstd`` codec, as git-theta wrote them up to 0.3."""
+    raw = value.tobytes()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    sink = MemorySink()
+    assert codec.encode(memoryview(raw), digest, value.itemsize, sink, codec="zstd") == "zstd"
+    store = MemoryObjectStore()
+    oid, stored = store.put(sink.getvalue())
+    return store, TensorEntry("F32", value.shape, len(raw), digest, oid, stored), raw
 
 
 def _with_few_changed(value: np.ndarray) -> np.ndarray:
