@@ -9,11 +9,21 @@ from functools import partial
 from typing import Any
 
 from git_theta.checkpoints.base import Checkpoint, Decoded, Tensor
-from git_theta.diffs.numeric import Change, comparable, compare
+from git_theta.diffs.numeric import Change, aligned, comparable, compare, compare_pairs
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, CheckpointDiff, Layout, TensorDiff
 from git_theta.diffs.store import ObjectReader
+from git_theta.dtypes import itemsize
 from git_theta.metadata import CheckpointMetadata, TensorEntry
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where the bytes of a tensor stored in objects come from."""
+
+    reader: ObjectReader
+    path: str
+    entry: TensorEntry
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,21 @@ class Item:
     #: For a tensor whose bytes encode other values (GGUF's quantized blocks): the encoding, and how to decode it.
     encoding: str | None = None
     decode: Callable[[memoryview], Decoded | None] | None = None
+    #: How to stream the exact bytes block by block (checked as they stream), when that is cheaper than ``load``.
+    stream: Callable[[], Iterable[memoryview]] | None = None
+    stream_previous: Callable[[], Iterable[memoryview]] | None = None
+    stored: Stored | None = None
+
+    def blocks(self) -> Iterable[memoryview]:
+        """The tensor's bytes in blocks, each used before the next is taken (a whole tensor is one block)."""
+        return self.stream() if self.stream is not None else [self.load()]
+
+    def previous_blocks(self) -> Iterable[memoryview]:
+        """The bytes of the previous value in blocks, as ``blocks`` (only when ``load_previous`` is set)."""
+        if self.stream_previous is not None:
+            return self.stream_previous()
+        assert self.load_previous is not None, "previous_blocks of an item without a previous value"
+        return [self.load_previous()]
 
     def digest(self) -> str:
         """The tensor hash, computed from the bytes when the side did not record it."""
@@ -47,6 +72,27 @@ class Item:
         if values is None or self.encoding is None:
             return self.layout
         return Layout(self.encoding, values.shape)
+
+
+def side_by_side(old: Item, new: Item) -> Iterable[tuple[memoryview, memoryview]]:
+    """The bytes of two versions of a tensor as pieces holding the same elements: decoded from their shared keyframe
+    once when both are stored against one, else streamed one beside the other."""
+    if old.stored is not None and new.stored is not None and old.stored.reader is new.stored.reader:
+        pairs = new.stored.reader.pair_blocks(new.stored.path, new.name, old.stored.entry, new.stored.entry)
+        if pairs is not None:
+            return pairs
+    return aligned(old.blocks(), new.blocks(), itemsize(old.layout.dtype), itemsize(new.layout.dtype))
+
+
+def since_previous(item: Item) -> Iterable[tuple[memoryview, memoryview]]:
+    """The bytes of an item's previous value and its own, side by side, as ``side_by_side`` gives them."""
+    previous = item.stored.entry.previous_entry() if item.stored is not None else None
+    if item.stored is not None and previous is not None:
+        pairs = item.stored.reader.pair_blocks(item.stored.path, item.name, previous, item.stored.entry)
+        if pairs is not None:
+            return pairs
+    size = itemsize(item.layout.dtype)
+    return aligned(item.previous_blocks(), item.blocks(), size, size)
 
 
 def compare_values(old: Decoded | None, new: Decoded | None) -> Change | None:
@@ -128,11 +174,24 @@ def _plugin(checkpoint_type: str) -> type[Checkpoint] | None:
 
 
 def _stored_item(name: str, entry: TensorEntry, reader: ObjectReader, path: str, encoded: dict) -> Item:
-    item = Item(name, Layout(entry.dtype, entry.shape), entry.hash, partial(reader.load, path, name, entry), **encoded)
+    item = Item(
+        name,
+        Layout(entry.dtype, entry.shape),
+        entry.hash,
+        partial(reader.load, path, name, entry),
+        stream=partial(reader.blocks, path, name, entry),
+        stored=Stored(reader, path, entry),
+        **encoded,
+    )
     previous = entry.previous_entry()
     if previous is None:
         return item
-    return replace(item, previous_hash=previous.hash, load_previous=partial(reader.load, path, name, previous))
+    return replace(
+        item,
+        previous_hash=previous.hash,
+        load_previous=partial(reader.load, path, name, previous),
+        stream_previous=partial(reader.blocks, path, name, previous),
+    )
 
 
 def diff_sides(path: str, old: Side, new: Side) -> CheckpointDiff:
@@ -174,7 +233,7 @@ def _pair(driving: Item, counterpart: Item | None, flip: bool) -> TensorDiff | N
     same_shape = old.layout.shape == new.layout.shape
     if not same_shape or not comparable(old.layout.dtype, new.layout.dtype):
         return TensorDiff(old.name, MODIFIED, old.layout, new.layout)
-    change = compare(old.load(), new.load(), old.layout.dtype, new.layout.dtype)
+    change = compare_pairs(side_by_side(old, new), old.layout.dtype, new.layout.dtype)
     return TensorDiff(old.name, MODIFIED, old.layout, new.layout, change)
 
 

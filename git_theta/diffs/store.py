@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 from git_theta.metadata import TensorEntry
+from git_theta.pipeline import frame_executor
+from git_theta.representations.pairs import share_keyframe, stream_pair
 from git_theta.representations.read import read_tensor, tensor_label
+from git_theta.representations.stream import stream_tensors
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.lfs_transfer import download_missing
 from git_theta.storage.objects import LfsObjectStore, ObjectStore
@@ -43,6 +46,26 @@ class ObjectReader:
         if not all(self.store.has(oid) for oid in entry.objects()):
             self.require([entry])
         return read_tensor(self.store, entry, tensor_label(path, name, entry))
+
+    def blocks(self, path: str, name: str, entry: TensorEntry) -> Iterator[memoryview]:
+        """Yield the exact bytes of one tensor block by block, decoded ahead on every core; the hash is checked
+        when the last block has been taken (a mismatch raises ObjectError then), so read it to the end."""
+        if not all(self.store.has(oid) for oid in entry.objects()):
+            self.require([entry])
+        label = tensor_label(path, name, entry)
+        yield from next(stream_tensors(self.store, [(label, entry)], frame_executor()))
+
+    def pair_blocks(
+        self, path: str, name: str, old: TensorEntry, new: TensorEntry
+    ) -> Iterator[tuple[memoryview, memoryview]] | None:
+        """Yield two versions of one tensor side by side, block by block, when they are stored against the same
+        keyframe (which is then decoded once for both); None when they are not. Checked as ``blocks`` is."""
+        if not share_keyframe(old, new):
+            return None
+        if not all(self.store.has(oid) for entry in (old, new) for oid in entry.objects()):
+            self.require([old, new])
+        labels = (tensor_label(path, name, old), tensor_label(path, name, new))
+        return stream_pair(self.store, (labels[0], old), (labels[1], new), frame_executor())
 
     def require(self, entries: Iterable[TensorEntry]) -> None:
         """Download, in one batch, the objects of ``entries`` that are not stored locally."""

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from git_theta.checkpoints.base import CheckpointError
-from git_theta.diffs.compare import Item, compare_values
-from git_theta.diffs.numeric import Change
+from git_theta.diffs.compare import Item, compare_values, since_previous
+from git_theta.diffs.numeric import Change, compare_pairs
 from git_theta.diffs.parallel import ordered_map
 from git_theta.diffs.result import fmt
 from git_theta.diffs.sides import side_of_file
@@ -81,12 +81,20 @@ def _line(item: Item) -> _Line:
     if item.load_previous is not None and item.previous_hash is not None:
         text += f"  | since {item.previous_hash[:19]}: "
         try:
-            change = compare_values(item.values(item.load_previous()), item.values(item.load()))
+            change = _since_previous(item)
         except ObjectError:
             text += "(not computed: its objects are not stored locally)"
         else:
             text += _described(change, item)
     return _Line(text + "\n", item.layout.elements, change)
+
+
+def _since_previous(item: Item) -> Change | None:
+    """The change from the item's previous value: encoded tensors decoded whole, the others streamed."""
+    if item.encoding is None:
+        return compare_pairs(since_previous(item), item.layout.dtype, item.layout.dtype)
+    assert item.load_previous is not None  # only items with a previous value get here
+    return compare_values(item.values(item.load_previous()), item.values(item.load()))
 
 
 def _described(change: Change | None, item: Item) -> str:

@@ -132,3 +132,95 @@ def test_property_matches_numpy(old: np.ndarray, data: st.DataObject) -> None:
     if not np.linalg.norm(old.astype(np.float64)) or not np.linalg.norm(new.astype(np.float64)):
         return  # the zero-norm conventions are tested above
     check(old, new, "F32")
+
+
+def reference(old: np.ndarray, new: np.ndarray, scale: float = 1.0) -> dict[str, float]:
+    """The statistics over whole float64 arrays, as docs/diff.md defines them (values divided by ``scale`` first)."""
+    with np.errstate(invalid="ignore"):  # inf - inf where an infinity did not change: masked out below
+        return _reference(old, new, scale)
+
+
+def _reference(old: np.ndarray, new: np.ndarray, scale: float) -> dict[str, float]:
+    o, n = old.astype(np.float64) / scale, new.astype(np.float64) / scale
+    if old.dtype == new.dtype:
+        bits = np.dtype(f"u{old.dtype.itemsize}")
+        changed = old.view(bits) != new.view(bits)
+    else:
+        changed = ((o != n) | (np.signbit(o) != np.signbit(n))) & ~(np.isnan(o) & np.isnan(n))
+    delta = np.where(changed, n - o, 0.0)
+    finite = np.isfinite(o) & np.isfinite(n)
+    o_norm, n_norm = math.sqrt(float(np.sum(o * o))), math.sqrt(float(np.sum(n * n)))
+    return {
+        "changed": int(changed.sum()),
+        "l2": math.sqrt(float(np.sum(delta * delta))) * scale,
+        "old_norm": o_norm * scale,
+        "new_norm": n_norm * scale,
+        "cos": float(np.sum(o[finite] * n[finite])) / (o_norm * n_norm) if finite.all() else math.nan,
+    }
+
+
+def cut(data: bytes, at: list[int]) -> list[memoryview]:
+    """``data`` in blocks cut at the byte offsets ``at`` (inside elements too)."""
+    edges = [0, *at, len(data)]
+    return [memoryview(data[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def check_blocks(old: np.ndarray, new: np.ndarray, old_dtype: str, new_dtype: str, scale: float = 1.0) -> None:
+    whole = compare(memoryview(old.tobytes()), memoryview(new.tobytes()), old_dtype, new_dtype)
+    rng = np.random.default_rng(11)
+    old_cuts = sorted(rng.choice(old.nbytes, 9, replace=False).tolist())
+    new_cuts = sorted(rng.choice(new.nbytes, 5, replace=False).tolist())
+    blocked = numeric.compare_blocks(cut(old.tobytes(), old_cuts), cut(new.tobytes(), new_cuts), old_dtype, new_dtype)
+    want = reference(old, new, scale)
+    for change in (whole, blocked):
+        assert change.changed == want["changed"] and change.elements == old.size
+        for key in ("l2", "old_norm", "new_norm", "cos"):
+            assert getattr(change, key) == pytest.approx(want[key], rel=1e-9, abs=1e-300, nan_ok=True), key
+
+
+@pytest.mark.parametrize(
+    ("old_type", "new_type", "old_dtype", "new_dtype"),
+    [
+        (np.float32, np.float32, "F32", "F32"),
+        (np.float16, np.float16, "F16", "F16"),
+        (ml_dtypes.bfloat16, ml_dtypes.bfloat16, "BF16", "BF16"),
+        (np.float64, np.float64, "F64", "F64"),
+        (np.float32, np.float16, "F32", "F16"),
+        (np.float32, np.float64, "F32", "F64"),
+    ],
+)
+def test_chunks_and_blocks_cut_anywhere_match_a_float64_whole_array_reference(
+    monkeypatch: pytest.MonkeyPatch, old_type: type, new_type: type, old_dtype: str, new_dtype: str
+) -> None:
+    """Chunks of 100 elements, blocks cut mid-element; unchanged NaN and inf, a signed zero, a fine-tune's change."""
+    monkeypatch.setattr(numeric, "CHUNK", 100)
+    rng = np.random.default_rng(12)
+    values = rng.standard_normal(1000)
+    values[[5, 250]], values[[6, 777]], values[300] = np.nan, np.inf, 0.0
+    old = values.astype(old_type)
+    tuned = values + rng.standard_normal(1000) * 1e-2
+    tuned[[5, 250]], tuned[[6, 777]], tuned[300] = np.nan, np.inf, -0.0
+    tuned[::3] = values[::3]  # a third unchanged
+    check_blocks(old, tuned.astype(new_type), old_dtype, new_dtype)
+
+
+def test_float64_scaled_chunk_by_chunk_matches_one_scale_for_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks that need no scaling, chunks of huge values and of tiny ones: the sums meet at the tensor's peak."""
+    monkeypatch.setattr(numeric, "CHUNK", 100)
+    rng = np.random.default_rng(13)
+    old = np.concatenate(
+        [rng.standard_normal(300), rng.standard_normal(300) * 1e250, rng.standard_normal(300) * 1e-250]
+    )
+    new = old * (1 + rng.standard_normal(900) * 1e-3)
+    check_blocks(old, new, "F64", "F64", scale=float(max(np.abs(old).max(), np.abs(new).max())))
+    tiny = rng.standard_normal(900) * 1e-200
+    check_blocks(tiny, tiny * 1.01, "F64", "F64", scale=float(np.abs(tiny * 1.01).max()))
+
+
+def test_a_changed_infinity_propagates_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(numeric, "CHUNK", 100)
+    old = np.ones(1000)
+    new = old.copy()
+    new[50], new[700] = np.inf, 1e300
+    change = numeric.compare_blocks([memoryview(old.tobytes())], [memoryview(new.tobytes())], "F64", "F64")
+    assert change.changed == 2 and change.l2 == math.inf and change.new_norm == math.inf
