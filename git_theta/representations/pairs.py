@@ -31,7 +31,9 @@ _Blocks = tuple[Block, Block | None, Block | None]
 
 def keyframe_oid(entry: TensorEntry) -> str | None:
     """The object a version's blocks are read from: its own when stored whole, its keyframe's when a delta of one;
-    None when stored any other way."""
+    None when stored any other way (a small tensor's piece of a pack is read whole)."""
+    if entry.packed is not None:
+        return None
     if entry.update == DENSE:
         return entry.oid
     if entry.update == "delta" and len(entry.base) == 1:

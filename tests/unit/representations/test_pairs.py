@@ -91,3 +91,10 @@ def test_a_version_that_is_not_the_committed_tensor_fails_after_its_last_block()
     forged = TensorEntry("F32", new.shape, new.nbytes, other, oid, stored, "delta", (first.link,))
     with ThreadPoolExecutor(2) as pool, pytest.raises(ObjectError, match="do not give the committed tensor"):
         joined(stream_pair(store, ("old", first), ("new", forged), pool))
+
+
+def test_two_pieces_of_one_pack_are_not_read_as_one_keyframe() -> None:
+    old = TensorEntry("F32", (4,), 16, digest(b"a" * 16), "0" * 64, 300, packed=(12, 60))
+    new = old._replace(hash=digest(b"b" * 16), packed=(72, 60))
+    assert not share_keyframe(old, new)
+    assert share_keyframe(old._replace(packed=None), new._replace(packed=None))  # what the pack's oid alone says
