@@ -126,8 +126,9 @@ def component_dtype(dtype: str) -> np.dtype[Any]:
 
 @cache
 def dtype_name(numpy_type: np.dtype[Any]) -> str:
-    """The safetensors name of a numpy dtype (the inverse of ``numpy_dtype``)."""
-    for name in ITEMSIZE:
+    """The safetensors name of a numpy dtype (the inverse of ``numpy_dtype``). numpy's own types are looked up
+    first: importing ml_dtypes, for the types numpy lacks, costs 0.7 s on a fresh install."""
+    for name in sorted(ITEMSIZE, key=lambda name: name in _ML_DTYPES):
         try:
             if numpy_dtype(name) == numpy_type:
                 return name

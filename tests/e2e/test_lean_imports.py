@@ -1,0 +1,52 @@
+"""The filter git starts imports only what the work at hand needs (its start is paid on every git command).
+
+Python reports every import on stderr under ``PYTHONPROFILEIMPORTTIME``; git hands the filter its environment and
+passes its stderr through, so a real ``git add`` and ``git checkout`` show what the filter imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers import git, save_safetensors
+
+PROFILE = {"PYTHONPROFILEIMPORTTIME": "1"}
+
+
+def imported(result) -> set[str]:
+    """The modules a command's Python processes imported (from ``-X importtime``'s lines on stderr)."""
+    lines = result.stderr.decode(errors="replace").splitlines()
+    return {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:") and "|" in line}
+
+
+def test_a_small_file_is_added_and_checked_out_without_numpy(repo: Path) -> None:
+    rng = np.random.default_rng(0)
+    save_safetensors(repo / "small.safetensors", {"w": rng.standard_normal((16, 12), dtype=np.float32)})
+    added = imported(git("add", "small.safetensors", cwd=repo, env=PROFILE))
+    assert "git_theta.filters.clean" in added  # the filter ran, and reported its imports
+    assert not {"numpy", "importlib.metadata"} & added
+    git("commit", "-q", "-m", "small", cwd=repo)
+
+    (repo / "small.safetensors").unlink()
+    checked_out = imported(git("checkout", "--", "small.safetensors", cwd=repo, env=PROFILE))
+    assert "git_theta.filters.smudge" in checked_out
+    assert not {"numpy", "importlib.metadata"} & checked_out
+
+
+def test_a_fine_tuned_float32_tensor_is_stored_as_a_delta_without_ml_dtypes(repo: Path) -> None:
+    # ml_dtypes (bf16, fp8) costs 0.7 s to import on a fresh install: a float32 model must never pay it.
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal(1 << 18, dtype=np.float32) * np.float32(0.02)
+    save_safetensors(repo / "model.safetensors", {"w": weight})
+    git("add", "model.safetensors", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    tuned = weight + rng.standard_normal(weight.shape, dtype=np.float32) * np.float32(1e-5)
+    save_safetensors(repo / "model.safetensors", {"w": tuned})
+
+    added = imported(git("add", "model.safetensors", cwd=repo, env=PROFILE))
+    staged = json.loads(git("show", ":model.safetensors", cwd=repo).stdout)["tensors"]["w"]
+    assert staged.get("update") == "delta"  # the path that differences bit patterns ran
+    assert "numpy" in added and "ml_dtypes" not in added
