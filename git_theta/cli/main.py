@@ -5,6 +5,7 @@ git starts the filter for every command that touches a checkpoint, so the filter
 
 from __future__ import annotations
 
+import os
 import sys
 
 from git_theta.errors import report
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_filter(command: str, args: list[str]) -> int:
+    # The filter never calls BLAS; OpenBLAS's threads, started when numpy loads, would spin on the cores the
+    # filter's own threads need (a tenth of the CPU samples of a checkout). A user's own setting is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from git_theta.filters import run
 
     try:

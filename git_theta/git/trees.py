@@ -5,7 +5,7 @@ Every function runs git at ``cwd`` (the top of the working tree) and speaks path
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from git_theta.git.runner import output, run
 
@@ -13,9 +13,9 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SEPARATOR = "\x1f"
 
 
-@dataclass(frozen=True)
-class Commit:
-    """One commit of a path's history."""
+class Commit(NamedTuple):
+    """One commit of a path's history (a NamedTuple: the filter imports this module, and ``dataclasses`` costs
+    5 ms to import)."""
 
     oid: str
     parent: str | None

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from git_theta.storage.codec import DEFAULT_LEVEL, MemorySink, Sink, encode, encode_update, sampled_size
 from git_theta.storage.objects import ObjectStore
@@ -21,9 +20,10 @@ SMALL_OBJECT = 1 << 20
 Parts = list[tuple[str, str, tuple[int, ...], Any]]
 
 
-@dataclass(frozen=True)
-class Encoder:
-    """The compression level, and the threads that compress a large tensor's blocks (None: this thread)."""
+class Encoder(NamedTuple):
+    """The compression level, and the threads that compress a large tensor's blocks (None: this thread).
+
+    A NamedTuple rather than a dataclass: ``dataclasses`` imports ``inspect``, 5 ms of every filter start."""
 
     level: int = DEFAULT_LEVEL
     executor: Executor | None = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 
 import pytest
 from hypothesis import given
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from git_theta.git.pktline import (
     FLUSH,
     MAX_DATA,
+    PACKETS_PER_WRITE,
     PacketReader,
     PacketWriter,
     ProtocolError,
@@ -118,3 +121,26 @@ def test_reader_reports_truncation() -> None:
     assert reader.read(3) == b"abc"
     with pytest.raises(ProtocolError):
         reader.read(1)
+
+
+def test_writer_frames_large_content_through_a_pipe_in_order() -> None:
+    # On a real pipe large content goes out with writev, PACKETS_PER_WRITE packets at a time, after whatever the
+    # buffered stream still holds.
+    read_end, write_end = os.pipe()
+    data = os.urandom(MAX_DATA * PACKETS_PER_WRITE * 2 + 12345)  # two full system calls and a short one
+    received = bytearray()
+    reader = threading.Thread(target=lambda: received.extend(_read_all(read_end)))
+    reader.start()
+    with open(write_end, "wb") as stream:
+        stream.write(pkt(b"status=success\n"))  # still in the buffer when the large write starts
+        PacketWriter(stream).write(b"tail?")  # small: through the buffer
+        PacketWriter(stream).write(data)
+    reader.join()
+    packets = split_packets(bytes(received))
+    assert packets[:2] == [b"status=success\n", b"tail?"]
+    assert b"".join(packets[2:]) == data and max(len(packet or b"") for packet in packets) == MAX_DATA
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb") as stream:
+        return stream.read()
