@@ -18,7 +18,8 @@ def filter_process() -> None:
         serve(sys.stdin.buffer, sys.stdout.buffer, context)
     finally:
         context.close()
-    ensure_hooks()  # a clone gets its pre-push hook here (once git is served), before anyone can push from it
+    # A clone gets its pre-push hook here (once git is served), before anyone can push from it.
+    ensure_hooks(context.hooks)
 
 
 def clean(path: str = "") -> None:

@@ -51,16 +51,18 @@ def is_ours(path: Path) -> bool:
         return False
 
 
-def ensure_hooks() -> None:
-    """Install our hooks if this repository lacks them (a fresh clone): as git-lfs does from its filter."""
-    directory = hooks_dir()
+def ensure_hooks(directory: Path | None = None) -> None:
+    """Install our hooks in ``directory`` (by default git's hooks directory) if this repository lacks them (a fresh
+    clone): as git-lfs does from its filter."""
+    directory = directory or hooks_dir()
     if not all(is_ours(directory / name) for name in HOOKS):
-        install_hooks()
+        install_hooks(directory)
 
 
-def install_hooks() -> list[str]:
-    """Install our hooks, keeping any existing hook as a chained one; return the hooks written."""
-    directory = hooks_dir()
+def install_hooks(directory: Path | None = None) -> list[str]:
+    """Install our hooks in ``directory`` (by default git's hooks directory), keeping any existing hook as a
+    chained one; return the hooks written."""
+    directory = directory or hooks_dir()
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name in HOOKS:

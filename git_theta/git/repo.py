@@ -48,6 +48,8 @@ class FilterSettings(NamedTuple):
     max_delta_depth: int
     #: The index file (``GIT_INDEX_FILE`` when git set one).
     index_file: Path
+    #: The directory git runs hooks from (``core.hooksPath`` or ``.git/hooks``).
+    hooks: Path
 
 
 def lfs_storage(cwd: str | None = None) -> Path:
@@ -58,10 +60,19 @@ def lfs_storage(cwd: str | None = None) -> Path:
 def filter_settings(cwd: str | None = None) -> FilterSettings:
     """Return the LFS storage directory, ``theta.lazy`` and ``theta.maxDeltaDepth``, with one config read."""
     try:
-        paths = output("rev-parse", "--path-format=absolute", "--git-common-dir", "--git-path", "index", cwd=cwd)
+        paths = output(
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+            "--git-path",
+            "index",
+            "--git-path",
+            "hooks",
+            cwd=cwd,
+        )
     except GitError:
         raise UsageError("not inside a git repository; run this in one (or git init first)") from None
-    common, index = paths.splitlines()
+    common, index, hooks = paths.splitlines()
     git_dir = Path(common)
     pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
     listing = run("config", "-z", "--get-regexp", pattern, cwd=cwd, check=False).stdout
@@ -75,7 +86,7 @@ def filter_settings(cwd: str | None = None) -> FilterSettings:
     if configured:  # git-lfs resolves a relative lfs.storage against the git directory
         path = Path(os.path.expanduser(configured))
         storage = path if path.is_absolute() else git_dir / path
-    return FilterSettings(storage, lazy, int(depth), Path(index))
+    return FilterSettings(storage, lazy, int(depth), Path(index), Path(hooks))
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

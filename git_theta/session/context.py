@@ -63,6 +63,8 @@ class Session:
         self.index = index
         #: What the file being cleaned (or merged) may reuse or build on; see session/known.py.
         self.file = KnownTensors("", ())
+        #: The repository's hooks directory, read with the other settings (None outside a repository).
+        self.hooks: Path | None = None
         self._state: tuple | None = None
         self._checkpoints: Checkpoints | None = None
 
@@ -75,6 +77,7 @@ class Session:
         context = cls(store, BlobReader(), fetch, max_delta_depth=settings.max_delta_depth, index=settings.index_file)
         context.display_only = only_displaying()
         context.skip_smudge = context.skip_smudge or settings.lazy
+        context.hooks = settings.hooks
         return context
 
     def previous_blob(self, path: str) -> bytes | None:
