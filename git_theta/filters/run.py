@@ -14,10 +14,17 @@ from git_theta.session.context import Session
 def filter_process() -> None:
     """Serve git's long-running filter protocol (``filter.theta.process``)."""
     context = Session.for_repository()
+    # Our own buffer on stdout, whatever PYTHONUNBUFFERED says (common in containers): without it every packet
+    # of a small tensor is a system call. Each answer ends with a flush (pktline.write_text_list).
+    stdout = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115 (closed below)
     try:
-        serve(sys.stdin.buffer, sys.stdout.buffer, context)
+        serve(sys.stdin.buffer, stdout, context)
     finally:
         context.close()
+        try:
+            stdout.close()
+        except OSError:
+            pass  # git is gone: there is no one left to read the rest
     # A clone gets its pre-push hook here (once git is served), before anyone can push from it.
     ensure_hooks(context.hooks)
 
