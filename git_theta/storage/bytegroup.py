@@ -55,12 +55,16 @@ def group_bytes(block: memoryview, group: int) -> bytes | memoryview:
     """Return ``block`` byte-grouped: every element's first byte, then every second byte, and so on."""
     if group == 1 or len(block) < group:
         return block
-    return b"".join(split_bytes(block, group))
+    return b"".join(split_bytes(block, group, reuse=True))
 
 
-def split_bytes(block: memoryview, group: int, signbit: bool = False) -> list[memoryview]:
+def split_bytes(block: memoryview, group: int, signbit: bool = False, reuse: bool = False) -> list[memoryview]:
     """Return the ``group`` byte streams of ``block`` (the sign bit moved when ``signbit``), all of one length, then
-    the bytes past the last whole element (possibly none)."""
+    the bytes past the last whole element (possibly none).
+
+    With ``reuse``, the streams are written to this thread's scratch memory, and are valid only until its next call
+    with ``reuse``: for callers that copy or compress them at once (filling fresh memory for every 1 MiB block
+    costs a page fault per 4 KiB, and threads faulting at once contend for the process's memory map)."""
     _check_signbit(signbit, group)
     whole = len(block) // group * group
     if group == 1 or whole == 0:
@@ -70,23 +74,38 @@ def split_bytes(block: memoryview, group: int, signbit: bool = False) -> list[me
     import numpy as np  # imported for the first large block: small files are stored without it
 
     column = whole // group
-    grouped = np.empty((group, column), dtype=np.uint8)
+    grouped = _scratch(-1, whole) if reuse else np.empty(whole, dtype=np.uint8)
+    grouped = grouped.reshape(group, column)
     if group in WORD_WIDTHS:
+        # Shifted words land in a per-thread scratch array, not in a new temporary per byte (as above).
         words = np.frombuffer(block, dtype=f"<u{group}", count=column)
-        for index in range(group):
-            np.copyto(grouped[index], words >> np.uint8(8 * index), casting="unsafe")
+        shifted = _scratch(group, column)
+        np.copyto(grouped[0], words, casting="unsafe")
+        for index in range(1, group):
+            np.right_shift(words, np.uint8(8 * index), out=shifted)
+            np.copyto(grouped[index], shifted, casting="unsafe")
     else:
         elements = np.frombuffer(block, dtype=np.uint8, count=whole).reshape(-1, group)
         for index in range(group):  # one strided copy per byte column is ~3x faster than a transposed copy
             grouped[index] = elements[:, index]
     if signbit:
-        hi, lo = grouped[group - 1], grouped[group - 2]
-        top = (hi << np.uint8(1)) | (lo >> np.uint8(7))
-        np.bitwise_and(lo, np.uint8(0x7F), out=lo)
-        np.bitwise_or(lo, hi & np.uint8(0x80), out=lo)
-        hi[...] = top
+        _move_signbit_in_place(grouped[group - 1], grouped[group - 2])
     data = memoryview(grouped.data).cast("B")
     return [data[index * column : (index + 1) * column] for index in range(group)] + [memoryview(block)[whole:]]
+
+
+def _move_signbit_in_place(hi: Any, lo: Any) -> None:
+    """The sign-bit move (see the module) on two byte streams, in place, with per-thread scratch."""
+    import numpy as np
+
+    scratch = _scratch(1, 2 * len(hi))
+    sign, carry = scratch[: len(hi)], scratch[len(hi) :]
+    np.bitwise_and(hi, np.uint8(0x80), out=sign)
+    np.right_shift(lo, np.uint8(7), out=carry)
+    np.left_shift(hi, np.uint8(1), out=hi)
+    np.bitwise_or(hi, carry, out=hi)
+    np.bitwise_and(lo, np.uint8(0x7F), out=lo)
+    np.bitwise_or(lo, sign, out=lo)
 
 
 def _split_slices(view: memoryview, whole: int, group: int, signbit: bool) -> list[memoryview]:
@@ -211,7 +230,8 @@ def _top_bytes_with_signbit(top: Buffer, next_: Buffer, words: Any, scratch: Any
 
 
 def _scratch(group: int, column: int) -> Any:
-    """A per-thread array of ``column`` words of ``group`` bytes, reused across blocks."""
+    """A per-thread array of ``column`` words of ``group`` bytes, reused across blocks (its contents are gone at
+    the next call on the same thread). Group -1 is a second array of bytes: where ``split_bytes`` groups."""
     import numpy as np
 
     cache = getattr(_local, "scratch", None)
@@ -219,7 +239,7 @@ def _scratch(group: int, column: int) -> Any:
         cache = _local.scratch = {}
     array = cache.get(group)
     if array is None or len(array) < column:
-        array = cache[group] = np.empty(column, dtype=f"<u{group}")
+        array = cache[group] = np.empty(column, dtype=f"<u{max(group, 1)}")
     return array[:column]
 
 

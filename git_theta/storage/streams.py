@@ -44,7 +44,7 @@ _local = threading.local()
 
 def encode_block(block: memoryview, group: int, signbit: bool) -> bytes:
     """Return the stored form of ``block``, elements of ``group`` bytes (the sign bit moved first when ``signbit``)."""
-    *streams, tail = split_bytes(block, group, signbit)
+    *streams, tail = split_bytes(block, group, signbit, reuse=True)  # copied below, before the next block
     stored = [_compressed_or_raw(stream) for stream in streams]
     return b"".join([struct.pack(f"<{group}I", *map(len, stored)), *stored, tail])
 
