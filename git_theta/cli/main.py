@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 from git_theta.errors import report
 
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in FILTER_COMMANDS and len(args) <= 2 and not any(a.startswith("-") for a in args[1:]):
-        sys.exit(_run_filter(args[0], args[1:]))
+        _leave_at_once(_run_filter(args[0], args[1:]))
     import click
 
     from git_theta.cli.group import cli
@@ -50,3 +51,15 @@ def _run_filter(command: str, args: list[str]) -> int:
     except Exception as exc:
         return report(exc)
     return 0
+
+
+def _leave_at_once(code: int) -> NoReturn:
+    """Exit without tearing the interpreter down: git waits for its filter to exit, and freeing every module (numpy
+    among them) takes ~10 ms. By now every answer is written and every object stored; only the streams need a flush.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # git closed the pipe, or the stream is closed already
+            pass
+    os._exit(code)
