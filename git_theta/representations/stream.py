@@ -26,6 +26,9 @@ from git_theta.storage.packs import open_reader
 AHEAD = 8
 #: Most blocks in one run: each is an open object, until its tensor is written.
 RUN_TASKS = 16
+#: A checkout of this many tensor bytes imports numpy, in the background, to un-group them: its import costs ~60 ms
+#: once, and moving sign bits back with Python integers costs 3.7 ms per MiB (0.8 ms with numpy; see bytegroup.py).
+NUMPY_CHECKOUT = 16 << 20
 
 _Source: TypeAlias = "ObjectReader | DeltaBlocks | _Rebuilt"
 _Task = tuple[int, _Source, Block | tuple[Block, Block] | None, bool]
@@ -41,7 +44,7 @@ def stream_tensors(
     read. Checks are those of ``codec.decode``: a failure raises ObjectError from the iterator, mid-tensor. Blocks
     are decoded ahead on ``executor``, or one at a time without one (from a thread of that executor, say).
     """
-    if any(entry.update != DENSE for _, entry in tensors):
+    if any(entry.update != DENSE for _, entry in tensors) or sum(e.nbytes for _, e in tensors) >= NUMPY_CHECKOUT:
         _import_numpy_meanwhile()
     tasks = _tasks(store, tensors)
     if executor is None:
@@ -54,7 +57,8 @@ def stream_tensors(
 
 
 def _import_numpy_meanwhile() -> None:
-    """Updates are applied with numpy, which takes ~60 ms to import: import it while the first tensors stream."""
+    """Updates are applied, and large checkouts un-grouped, with numpy, which takes ~60 ms to import: import it
+    while the first tensors stream (bytegroup.py takes numpy once it is loaded)."""
     if "numpy" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("numpy",)).start()  # joined at exit: never cut short
 
