@@ -86,3 +86,32 @@ _UNSHARED = _references(_Sole(None, bytearray(1)))
 
 #: The pool that ``read_exact`` takes from, filled by the clean filter.
 POOL = BufferPool()
+
+
+#: glibc's mallopt parameters (malloc.h): blocks below the first come from the heap rather than a fresh mapping,
+#: and freed heap memory above the second is what gets returned to the system.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Allocations from this size on still get a mapping of their own (returned to the system when freed).
+MAPPED_FROM = 64 << 20
+_kept: list[bool] = []
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed memory for the next allocation, once per process (elsewhere, nothing).
+
+    Decoding, differencing and grouping a large checkpoint allocate and free blocks of about 1 MiB on every thread.
+    By default glibc maps such blocks afresh and unmaps them when freed, so each costs a page fault per 4 KiB, and
+    threads faulting at once contend for the process's memory map: a tenth of a whole fine-tune's `git add`
+    (benchmarks/README.md). Called when a large file is met: ``ctypes`` costs 2.5 ms to import.
+    """
+    if _kept or not sys.platform.startswith("linux"):
+        return
+    _kept.append(True)
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has it too; any other libc may not)
+        return
+    mallopt(_M_MMAP_THRESHOLD, MAPPED_FROM)
+    mallopt(_M_TRIM_THRESHOLD, 4 * MAPPED_FROM)

@@ -9,7 +9,7 @@ from typing import BinaryIO, cast
 
 from git_theta import legacy
 from git_theta.checkpoints.base import CheckpointError, Tensor, TensorSpec
-from git_theta.checkpoints.buffers import POOL
+from git_theta.checkpoints.buffers import POOL, keep_freed_memory
 from git_theta.checkpoints.detect import detect
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
@@ -20,6 +20,8 @@ from git_theta.session.context import UPDATE_TYPE_ENV, Session
 from git_theta.storage.format_data import store_format
 
 HEAD_SIZE = 4096
+#: Files from this size on have malloc keep freed memory for reuse (checkpoints/buffers.py).
+LARGE_FILE = 16 << 20
 
 
 def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
@@ -50,7 +52,10 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         assert request is not None  # the variable it reads is set
         store = partial(store_requested, context, request)
     entries: dict[str, TensorEntry] = {}
-    with meter(f"git-theta: storing {path}", _file_size(path)) as progress:
+    size = _file_size(path)
+    if size is not None and size >= LARGE_FILE:
+        keep_freed_memory()
+    with meter(f"git-theta: storing {path}", size) as progress:
         try:
             for spec, entry in ordered_runs(context.executor, store, tensors, context.window, size=_nbytes):
                 if spec.name in entries:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, TypeAlias, cast
 
+from git_theta.checkpoints.buffers import keep_freed_memory
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import hash_executor, ordered_map, runs
 from git_theta.representations.read import DeltaBlocks, read_tensor
@@ -44,7 +45,10 @@ def stream_tensors(
     read. Checks are those of ``codec.decode``: a failure raises ObjectError from the iterator, mid-tensor. Blocks
     are decoded ahead on ``executor``, or one at a time without one (from a thread of that executor, say).
     """
-    if any(entry.update != DENSE for _, entry in tensors) or sum(e.nbytes for _, e in tensors) >= NUMPY_CHECKOUT:
+    large = sum(entry.nbytes for _, entry in tensors) >= NUMPY_CHECKOUT
+    if large:
+        keep_freed_memory()
+    if large or any(entry.update != DENSE for _, entry in tensors):
         _import_numpy_meanwhile()
     tasks = _tasks(store, tensors)
     if executor is None:
