@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 from git_theta.errors import UsageError
-from git_theta.git.runner import output, run, split_z
+from git_theta.git.runner import GitError, output, run, split_z
 
 #: ``-text``, as ``git lfs track`` writes it: git must never convert line endings of the metadata it stores
 #: (``core.autocrlf``, ``core.eol``, ``text=auto``), or a clone's metadata and checkpoints come out changed.
@@ -34,6 +35,49 @@ def check_attr(attribute: str, paths: list[str], cwd: str | None = None) -> dict
     out = run("check-attr", "-z", "--stdin", attribute, input=data, cwd=cwd).stdout
     fields = out.decode("utf-8", errors="surrogateescape").split("\0")
     return {fields[i]: fields[i + 2] for i in range(0, len(fields) - 2, 3)}
+
+
+class AttributeReader:
+    """One long-lived ``git check-attr -z --stdin ATTRIBUTE`` for a whole git command: each path's value without a
+    git process each. ``start`` launches it ahead of the first question, to run beside what the caller does next."""
+
+    def __init__(self, attribute: str, cwd: str | None = None) -> None:
+        self._command = ["git", "check-attr", "-z", "--stdin", attribute]
+        self._cwd = cwd
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start git, if it is not running yet."""
+        if self._process is None:
+            self._process = subprocess.Popen(
+                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=self._cwd
+            )
+
+    def value(self, path: str) -> str:
+        """The attribute's value for ``path`` ('unspecified' when unset)."""
+        self.start()
+        assert self._process is not None and self._process.stdin and self._process.stdout
+        self._process.stdin.write(path.encode("utf-8", errors="surrogateescape") + b"\0")
+        self._process.stdin.flush()
+        _, _, value = (self._field() for _ in range(3))  # the path, the attribute, its value: at once
+        return value
+
+    def _field(self) -> str:
+        assert self._process is not None and self._process.stdout
+        field = bytearray()
+        while (byte := self._process.stdout.read(1)) != b"\0":
+            if not byte:
+                raise GitError(self._command, self._process.poll() or -1, "stopped unexpectedly")
+            field += byte
+        return field.decode("utf-8", errors="surrogateescape")
+
+    def close(self) -> None:
+        """Stop the git process."""
+        if self._process is not None:
+            assert self._process.stdin
+            self._process.stdin.close()
+            self._process.wait()
+            self._process = None
 
 
 def tracked_by_theta(paths: list[str], cwd: str | None = None) -> list[str]:

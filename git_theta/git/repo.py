@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_theta.errors import UsageError
-from git_theta.git.runner import GitError, output, run
+from git_theta.git.runner import GitError, finish, output, run, start
 
 
 def common_dir(cwd: str | None = None) -> Path:
@@ -59,23 +59,17 @@ def lfs_storage(cwd: str | None = None) -> Path:
 
 def filter_settings(cwd: str | None = None) -> FilterSettings:
     """Return the LFS storage directory, ``theta.lazy`` and ``theta.maxDeltaDepth``, with one config read."""
+    pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
+    config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)  # beside rev-parse: every filter waits for both
+    paths_asked = ["--git-common-dir", "--git-path", "index", "--git-path", "hooks"]
     try:
-        paths = output(
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-common-dir",
-            "--git-path",
-            "index",
-            "--git-path",
-            "hooks",
-            cwd=cwd,
-        )
+        paths = output("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
     except GitError:
+        finish(config, check=False)
         raise UsageError("not inside a git repository; run this in one (or git init first)") from None
     common, index, hooks = paths.splitlines()
     git_dir = Path(common)
-    pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
-    listing = run("config", "-z", "--get-regexp", pattern, cwd=cwd, check=False).stdout
+    listing = finish(config, check=False).stdout
     settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
     lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
     depth = settings.get(DEPTH_KEY.lower(), str(DEFAULT_DEPTH)).strip()

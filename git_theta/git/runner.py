@@ -45,11 +45,29 @@ def run(
         result = subprocess.run(command, input=input, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr)
     except FileNotFoundError:
         raise GitThetaError("git is not installed or not on PATH; install git first") from None
+    return _checked(result, check)
+
+
+def start(*args: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """Start ``git *args`` without waiting for it (``finish`` collects it): git commands run side by side."""
+    try:
+        return subprocess.Popen(["git", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise GitThetaError("git is not installed or not on PATH; install git first") from None
+
+
+def finish(process: subprocess.Popen[bytes], check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Wait for a git command ``start`` started; its result as ``run`` gives it."""
+    stdout, stderr = process.communicate()
+    return _checked(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), check)
+
+
+def _checked(result: subprocess.CompletedProcess[bytes], check: bool) -> subprocess.CompletedProcess[bytes]:
     if check and result.returncode != 0:
         said = result.stderr or b""
         if result.returncode == 128 and b"not a git repository" in said:
             raise NotARepositoryError()
-        raise GitError(command, result.returncode, said.decode(errors="replace") or "see git's messages above")
+        raise GitError(result.args, result.returncode, said.decode(errors="replace") or "see git's messages above")
     return result
 
 

@@ -12,7 +12,7 @@ from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
-from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_by_theta
+from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, AttributeReader, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
 from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
@@ -59,6 +59,8 @@ class Session:
         self.window = workers() + 1
         #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
         self.blobs = blobs
+        #: The ``theta-checkpoint`` attribute of each path, through one ``git check-attr`` (None without ``blobs``).
+        self.checkpoint_types = AttributeReader(CHECKPOINT_ATTRIBUTE) if blobs is not None else None
         #: The index file, whose changes (another step of a rebase, say) make what we read of it stale.
         self.index = index
         #: What the file being cleaned (or merged) may reuse or build on; see session/known.py.
@@ -135,6 +137,8 @@ class Session:
         state = (_signature(self.index), self.blobs.object_id("HEAD"))
         if self._state is not None and state[0] != self._state[0]:
             self.blobs.close()  # git cat-file reads the index once: start it again to see the new one
+            if self.checkpoint_types is not None:
+                self.checkpoint_types.close()  # and attributes may come from the index
         if state != self._state:
             self._state, self._checkpoints = state, None
 
@@ -142,9 +146,9 @@ class Session:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""
         if os.environ.get(CHECKPOINT_TYPE_ENV):
             return os.environ[CHECKPOINT_TYPE_ENV]
-        if self.blobs is None:
+        if self.checkpoint_types is None:
             return None
-        value = check_attr(CHECKPOINT_ATTRIBUTE, [path]).get(path, "unspecified")
+        value = self.checkpoint_types.value(path)
         return None if value in ("unspecified", "unset", "set") else value
 
     def close(self) -> None:
@@ -152,6 +156,8 @@ class Session:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.blobs is not None:
             self.blobs.close()
+        if self.checkpoint_types is not None:
+            self.checkpoint_types.close()
 
 
 def _signature(path: Path | None) -> tuple[int, int, int] | None:
