@@ -133,7 +133,8 @@ def _valid_offsets(offsets: Any) -> TypeGuard[list[int]]:
 
 def _read_tensors(stream: BinaryIO, specs: list[TensorSpec], label: str) -> Iterator[Tensor]:
     for spec in specs:
-        data = read_exact(stream, nbytes(spec.dtype, spec.shape), label, f"tensor {spec.name!r}")
-        yield Tensor(spec, data)
+        # No local name for the bytes: while the next tensor is read, it would still hold this one's buffer, which
+        # the clean filter could then not take back for reuse (checkpoints/buffers.py).
+        yield Tensor(spec, read_exact(stream, nbytes(spec.dtype, spec.shape), label, f"tensor {spec.name!r}"))
     if stream.read(1):
         raise CheckpointError(f"{label}: invalid safetensors file (unexpected bytes after the last tensor)")

@@ -63,3 +63,23 @@ def test_read_exact_fills_a_spare_buffer_and_still_refuses_a_short_stream() -> N
         assert POOL.take(size) is None  # the spare was used
     finally:
         POOL.clear()
+
+
+def test_a_tensor_read_by_the_safetensors_plugin_can_be_given_back_while_the_next_is_read() -> None:
+    # The reader yields a tensor, then reads the next one while the filter stores the first: the generator must not
+    # keep a reference to the bytes it yielded, or no buffer is ever taken back.
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save
+
+    from git_theta.checkpoints.safetensors import SafetensorsCheckpoint
+
+    size = MIN_SIZE // 4
+    data = save({f"w{i}": np.full(size, i, dtype=np.float32) for i in range(3)})
+    _, tensors = SafetensorsCheckpoint().read(io.BytesIO(data), "model.safetensors")
+    pool = BufferPool()
+    first = next(tensors)
+    pool.give_back(first)
+    del first
+    second = next(tensors)
+    assert pool.take(len(second.data)) is not None  # the first tensor's buffer, for the second's bytes
+    assert len(list(tensors)) == 1
