@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from git_theta.errors import UsageError
-from git_theta.git.runner import GitError, output, run, split_z
+from git_theta.git.runner import GitError, output, run, split_z, start_interactive, stop
 
 #: ``-text``, as ``git lfs track`` writes it: git must never convert line endings of the metadata it stores
 #: (``core.autocrlf``, ``core.eol``, ``text=auto``), or a clone's metadata and checkpoints come out changed.
@@ -49,9 +49,7 @@ class AttributeReader:
     def start(self) -> None:
         """Start git, if it is not running yet."""
         if self._process is None:
-            self._process = subprocess.Popen(
-                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=self._cwd
-            )
+            self._process = start_interactive(*self._command[1:], cwd=self._cwd)
 
     def value(self, path: str) -> str:
         """The attribute's value for ``path`` ('unspecified' when unset)."""
@@ -74,9 +72,7 @@ class AttributeReader:
     def close(self) -> None:
         """Stop the git process."""
         if self._process is not None:
-            assert self._process.stdin
-            self._process.stdin.close()
-            self._process.wait()
+            stop(self._process)
             self._process = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from git_theta.git.runner import GitError
+from git_theta.git.runner import GitError, start_interactive, stop
 
 
 class BlobReader:
@@ -53,9 +53,7 @@ class BlobReader:
     def close(self) -> None:
         """Stop the git process."""
         if self._process is not None:
-            assert self._process.stdin
-            self._process.stdin.close()
-            self._process.wait()
+            stop(self._process)
             self._process = None
 
     def __enter__(self) -> BlobReader:
@@ -66,10 +64,5 @@ class BlobReader:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._process is None:
-            self._process = subprocess.Popen(
-                ["git", "cat-file", "--batch"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=self._cwd,
-            )
+            self._process = start_interactive("cat-file", "--batch", cwd=self._cwd)
         return self._process

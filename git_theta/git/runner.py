@@ -56,6 +56,18 @@ def start(*args: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
         raise GitThetaError("git is not installed or not on PATH; install git first") from None
 
 
+def start_interactive(*args: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """Start a long-lived ``git *args`` that answers question after question on its stdin (``stop`` ends it)."""
+    return subprocess.Popen(["git", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a git process ``start_interactive`` started: close its input and wait for it."""
+    assert process.stdin
+    process.stdin.close()
+    process.wait()
+
+
 def finish(process: subprocess.Popen[bytes], check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Wait for a git command ``start`` started; its result as ``run`` gives it."""
     stdout, stderr = process.communicate()
