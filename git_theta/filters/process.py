@@ -13,6 +13,7 @@ from git_theta.git.pktline import (
     PacketReader,
     PacketWriter,
     ProtocolError,
+    TruncatedPacket,
     read_text_list,
     write_text_list,
 )
@@ -30,6 +31,8 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, context: Session) -> None:
     while True:
         try:
             request = dict(item.split("=", 1) for item in read_text_list(stdin) if "=" in item)
+        except TruncatedPacket:
+            raise  # git went away inside a request: say so
         except EOFError:
             return
         content = PacketReader(stdin)

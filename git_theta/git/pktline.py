@@ -27,6 +27,10 @@ class ProtocolError(GitThetaError):
     """Git sent something the filter protocol does not allow."""
 
 
+class TruncatedPacket(ProtocolError, EOFError):
+    """Git's input ended inside a packet: git went away mid-request (an EOFError, as its clean end is)."""
+
+
 def read_packet(stream: BinaryIO) -> bytes | None:
     """Read one packet; return None for a flush packet. Raise EOFError at a clean end of input."""
     length = _packet_length(stream)
@@ -34,7 +38,7 @@ def read_packet(stream: BinaryIO) -> bytes | None:
         return None
     data = stream.read(length)
     if len(data) != length:
-        raise ProtocolError("truncated pkt-line from git")
+        raise TruncatedPacket("truncated pkt-line from git")
     return data
 
 
@@ -44,7 +48,7 @@ def _packet_length(stream: BinaryIO) -> int | None:
     if not head:
         raise EOFError
     if len(head) != 4:
-        raise ProtocolError("truncated pkt-line header from git")
+        raise TruncatedPacket("truncated pkt-line header from git")
     if head.strip(_HEX_DIGITS):  # int() alone would also take signs, spaces, underscores and "0x"
         raise ProtocolError(f"bad pkt-line header {head!r} from git")
     length = int(head, 16)
@@ -93,7 +97,7 @@ class PacketReader(io.RawIOBase):
             while filled < len(view) and self._next_packet():
                 count = self._stream.readinto(view[filled : filled + min(self._left, len(view) - filled)])  # type: ignore[attr-defined]
                 if not count:
-                    raise ProtocolError("truncated pkt-line from git")
+                    raise TruncatedPacket("truncated pkt-line from git")
                 self._left -= count
                 filled += count
             return filled
@@ -113,7 +117,7 @@ class PacketReader(io.RawIOBase):
         while self._next_packet():
             skipped = len(self._stream.read(self._left))
             if not skipped:
-                raise ProtocolError("truncated pkt-line from git")
+                raise TruncatedPacket("truncated pkt-line from git")
             self._left -= skipped
 
 

@@ -135,3 +135,18 @@ def test_only_offered_capabilities_are_taken() -> None:
 def test_bad_handshake(greeting: list[str]) -> None:
     with filter_context() as context, pytest.raises(ProtocolError):
         serve(io.BytesIO(text_list(greeting) + text_list(["capability=clean"])), io.BytesIO(), context)
+
+
+@pytest.mark.parametrize("cut", [3, 2 + 4 + 100], ids=["inside-a-header", "inside-content"])
+def test_git_going_away_inside_a_request_is_said_so(cut: int) -> None:
+    # A killed git leaves a packet cut short: the filter says git closed the connection, not a protocol error.
+    whole = request("clean", "model.safetensors", model_file())
+    start = whole.index(FLUSH) + len(FLUSH)  # after the request's keys
+    with pytest.raises(ProtocolError, match="git closed the connection in the middle of clean 'model.safetensors'"):
+        run(HANDSHAKE + whole[: start + cut], MemoryObjectStore())
+
+
+def test_git_going_away_inside_the_keys_of_a_request_is_an_error() -> None:
+    keys = text_list(["command=clean", "pathname=model.safetensors"])
+    with pytest.raises(ProtocolError, match="truncated pkt-line"):
+        run(HANDSHAKE + keys[:10], MemoryObjectStore())
