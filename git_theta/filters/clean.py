@@ -13,7 +13,7 @@ from git_theta.checkpoints.buffers import POOL, keep_freed_memory
 from git_theta.checkpoints.detect import detect
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import ordered_runs
+from git_theta.pipeline import ordered_runs, tasks_for
 from git_theta.representations.cheapest import store_tensor
 from git_theta.representations.packing import SmallTensors
 from git_theta.session.context import UPDATE_TYPE_ENV, Session
@@ -59,7 +59,8 @@ def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
         keep_freed_memory()
     with meter(f"git-theta: storing {path}", size) as progress:
         try:
-            for spec, entry in ordered_runs(context.executor, store, tensors, context.window, size=_nbytes):
+            executor = tasks_for(size, context.executor)
+            for spec, entry in ordered_runs(executor, store, tensors, context.window, size=_nbytes):
                 if spec.name in entries:
                     raise CheckpointError(f"{path}: the checkpoint has two tensors named {spec.name!r}")
                 entries[spec.name] = entry

@@ -11,7 +11,7 @@ from git_theta.checkpoints.base import TensorSpec
 from git_theta.checkpoints.detect import load
 from git_theta.filters import meter
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import frame_executor, ordered_map
+from git_theta.pipeline import frame_executor, ordered_map, tasks_for
 from git_theta.representations.read import read_tensor, tensor_label
 from git_theta.representations.stream import stream_tensors
 from git_theta.session.context import Session
@@ -53,10 +53,12 @@ def smudge(data: bytes, path: str, context: Session) -> Writer:
         tensors: Iterable[bytes | bytearray | memoryview]
         if plugin.accepts_chunks:  # then write takes each tensor as an iterable of chunks (see Checkpoint.write)
             labelled = [(tensor_label(path, name, entry), entry) for _, name, entry in items]
-            tensors = cast("Iterable[memoryview]", stream_tensors(context.store, labelled, frame_executor()))
+            executor = tasks_for(metadata.total_bytes, frame_executor())
+            tensors = cast("Iterable[memoryview]", stream_tensors(context.store, labelled, executor))
         else:
             load_one = partial(load_tensor, context.store)
-            tensors = ordered_map(context.executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
+            executor = tasks_for(metadata.total_bytes, context.executor)
+            tensors = ordered_map(executor, load_one, items, context.window, size=lambda item: item[2].nbytes)
         with meter(f"git-theta: checking out {path}", metadata.total_bytes) as progress:
             plugin().write(format_data, specs, _counted(tensors, progress), out)
 

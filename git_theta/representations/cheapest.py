@@ -16,14 +16,13 @@ computed from the keyframe's block when it is compressed, on every core.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
 from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
 from git_theta.metadata import TensorEntry
-from git_theta.pipeline import hash_executor
+from git_theta.pipeline import Pending, hash_executor
 from git_theta.representations.packing import PACK_BELOW, SmallTensors
 from git_theta.session.context import Session
 from git_theta.storage.codec import BLOCK, ObjectReader, sample_starts
@@ -155,7 +154,7 @@ class _StreamedDelta:
     and storing it compute each of them once.
     """
 
-    def __init__(self, new_bits: Any, reader: ObjectReader, checked: Future[None]) -> None:
+    def __init__(self, new_bits: Any, reader: ObjectReader, checked: Pending[None]) -> None:
         self.new_bits, self.reader, self.checked = new_bits, reader, checked
         self.itemsize = new_bits.itemsize
         self.dtype_name = dtype_name(new_bits.dtype)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future
 
 import numpy as np
 
 from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import hash_executor, ordered_map
+from git_theta.pipeline import Pending, Tasks, hash_executor, ordered_map
 from git_theta.representations.read import open_update
 from git_theta.storage.codec import Block, ObjectReader
 from git_theta.storage.errors import ObjectError
@@ -50,7 +49,7 @@ def share_keyframe(old: TensorEntry, new: TensorEntry) -> bool:
 
 
 def stream_pair(
-    store: ObjectStore, old: tuple[str, TensorEntry], new: tuple[str, TensorEntry], executor: Executor
+    store: ObjectStore, old: tuple[str, TensorEntry], new: tuple[str, TensorEntry], executor: Tasks
 ) -> Iterator[tuple[memoryview, memoryview]]:
     """Yield the bytes of two versions that ``share_keyframe``, block by block and side by side.
 
@@ -59,7 +58,7 @@ def stream_pair(
     """
     pair = _Pair(store, old, new)
     digests = hashlib.sha256(), hashlib.sha256()
-    hashing: deque[Future] = deque()
+    hashing: deque[Pending[None]] = deque()
     try:
         for blocks in ordered_map(executor, pair.read, pair.blocks, AHEAD):
             # In order, on a thread of its own, while this one compares (each block is new).

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import Executor
 from typing import Any
 
 from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import Tasks, ordered_map
 from git_theta.storage.bytegroup import tensor_buffer
 from git_theta.storage.codec import PARALLEL_FRAMES, Block, ObjectReader, decode, read_payload
 from git_theta.storage.errors import ObjectError
@@ -27,7 +26,7 @@ def tensor_label(path: str, name: str, entry: TensorEntry) -> str:
 
 
 def read_tensor(
-    store: ObjectStore, entry: TensorEntry, label: str, executor: Executor | None = None, *, check: bool = True
+    store: ObjectStore, entry: TensorEntry, label: str, executor: Tasks | None = None, *, check: bool = True
 ) -> memoryview:
     """Return the exact bytes of the tensor ``entry`` describes, checked against its hash.
 
@@ -54,7 +53,7 @@ def read_tensor(
     return rebuilt
 
 
-def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, executor: Executor | None) -> memoryview:
+def _read_delta_blocks(store: ObjectStore, entry: TensorEntry, label: str, executor: Tasks | None) -> memoryview:
     """A tensor stored as a delta from its keyframe, assembled block by block and hashed as it goes: memory holds
     the tensor and a few blocks, not the keyframe, the delta and the sum as well."""
     pair = DeltaBlocks(store, entry, label)

@@ -12,12 +12,11 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future
 from typing import Any, TypeAlias, cast
 
 from git_theta.checkpoints.buffers import keep_freed_memory
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import hash_executor, ordered_map, runs
+from git_theta.pipeline import Pending, Tasks, hash_executor, ordered_map, runs
 from git_theta.representations.read import DeltaBlocks, read_tensor
 from git_theta.storage.codec import BLOCK, Block, ObjectReader
 from git_theta.storage.objects import ObjectStore
@@ -37,7 +36,7 @@ _Done = tuple[int, _Source, memoryview, bool]
 
 
 def stream_tensors(
-    store: ObjectStore, tensors: list[tuple[str, TensorEntry]], executor: Executor | None
+    store: ObjectStore, tensors: list[tuple[str, TensorEntry]], executor: Tasks | None
 ) -> Iterator[Iterator[memoryview]]:
     """Yield, for each ``(label, entry)`` in order, an iterator over the tensor's bytes, block by block.
 
@@ -121,7 +120,7 @@ class _Rebuilt:
 
 
 def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
-    digest, hashing = hashlib.sha256(), deque[Future]()
+    digest, hashing = hashlib.sha256(), deque[Pending[None]]()
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
         # Every tensor is checked against its hash (a rebuilt one already was): zstd's frame checksums do not cover

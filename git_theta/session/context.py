@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
 from git_theta.git.runner import GitError
 from git_theta.git.trees import index_blobs, tree_blobs
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
-from git_theta.pipeline import frame_executor, workers
+from git_theta.pipeline import Pool, frame_executor, workers
 from git_theta.session.known import Checkpoints, KnownTensors
 from git_theta.storage.encoder import Encoder
 from git_theta.storage.lfs_transfer import fetch_objects
@@ -55,7 +54,7 @@ class Session:
         self.skip_smudge = os.environ.get("GIT_LFS_SKIP_SMUDGE", "") not in ("", "0")
         #: git diff, log or show: smudged files only feed our diff driver and textconv.
         self.display_only = False
-        self.executor = ThreadPoolExecutor(workers())
+        self.executor = Pool(workers(), "git-theta-tensors")
         self.window = workers() + 1
         #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
         self.blobs = blobs

@@ -25,16 +25,14 @@ import json
 import struct
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor
 from typing import Any, BinaryIO, Protocol, TypeGuard
 
-import zstandard
-
 from git_theta.dtypes import ITEMSIZE, itemsize, nbytes
-from git_theta.pipeline import ordered_map
+from git_theta.pipeline import Tasks, ordered_map
 from git_theta.storage.bytegroup import SIGNBIT_WIDTHS, Writable, group_bytes, tensor_buffer, ungroup_bytes
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.streams import decode_block, encode_block
+from git_theta.storage.zstd import compressor, decompress
 
 MAGIC = b"GTOBJ\x00\x01\x00"
 BLOCK = 1 << 20
@@ -47,8 +45,6 @@ MIN_COMPRESS = 512
 #: Frames of one tensor compressed or decoded at once (a few MiB of memory).
 PARALLEL_FRAMES = 4
 _MAX_HEADER = 1 << 16
-
-_local = threading.local()
 
 #: One stretch of an object: ``(offset in object, stored length, start in payload, decoded length, byte group)``.
 Block = tuple[int, int, int, int, int]
@@ -76,7 +72,7 @@ def encode(
     group: int,
     sink: Sink,
     level: int = DEFAULT_LEVEL,
-    executor: Executor | None = None,
+    executor: Tasks | None = None,
     codec: str = DEFAULT_CODEC,
 ) -> str:
     """Write ``raw`` as an object to ``sink``; return the codec used (raw when compression does not help).
@@ -94,7 +90,7 @@ def encode_update(
     update: dict[str, Any],
     sink: Sink,
     level: int = DEFAULT_LEVEL,
-    executor: Executor | None = None,
+    executor: Tasks | None = None,
     codec: str = DEFAULT_CODEC,
 ) -> str:
     """Write an update object: named arrays ``(name, dtype, shape, bytes)`` that turn a base tensor into this one.
@@ -134,7 +130,7 @@ def _encode(
     coded_header: dict[str, Any],
     sink: Sink,
     coder: _Coder,
-    executor: Executor | None,
+    executor: Tasks | None,
 ) -> str:
     size = sum(len(data) for data, _ in parts)
     if size >= MIN_COMPRESS:
@@ -163,7 +159,7 @@ def decode(
     object_size: int,
     label: str,
     *,
-    executor: Executor | None = None,
+    executor: Tasks | None = None,
 ) -> memoryview:
     """Read one object from the seekable ``stream`` and return the tensor's exact bytes, checked for corruption.
 
@@ -175,7 +171,7 @@ def decode(
     return read_payload(reader, executor=executor)
 
 
-def read_payload(reader: ObjectReader, *, executor: Executor | None = None) -> memoryview:
+def read_payload(reader: ObjectReader, *, executor: Tasks | None = None) -> memoryview:
     """Decode all of an opened object's payload; see ``decode``.
 
     A dense object is checked against the tensor's hash here; an update's payload is checked through the tensor it
@@ -202,6 +198,7 @@ class ObjectReader:
     def __init__(self, stream: BinaryIO, tensor_hash: str, tensor_size: int, object_size: int, label: str) -> None:
         self.label, self._stream, self._lock = label, stream, threading.Lock()
         self.header = read_header(stream, label)
+        payload = stream.tell()  # the payload follows the header
         self.update: dict[str, Any] | None = self.header.get("update")
         self.size = self.header["size"]
         if self.header["hash"] != tensor_hash or not _plausible_size(self.size, self.update, tensor_size):
@@ -212,7 +209,6 @@ class ObjectReader:
             raise ObjectError(f"object {label} is {state}: {actual} bytes, expected {object_size}")
         self.codec = self.header["codec"]
         self.signbit = self.header.get("signbit") == 1
-        payload = 12 + len(_header_bytes(self.header))
         if self.codec == "raw":
             if object_size - payload != self.size:
                 raise ObjectError(f"object {label} is corrupt (its size does not match its header)")
@@ -247,7 +243,8 @@ class ObjectReader:
             if self.codec == "streams":
                 decode_block(stored, expected, group, self.signbit, target, at, self.size, self.label)
             else:
-                ungroup_bytes(self._decompress(stored, expected), expected, target, at, group, self.size)
+                grouped = decompress(stored, expected, self.label, "a block")
+                ungroup_bytes(grouped, expected, target, at, group, self.size)
             return memoryview(target)[at : at + expected]
         if out is None:
             return memoryview(data)
@@ -269,18 +266,6 @@ class ObjectReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _decompress(self, frame: bytes, expected: int) -> bytes:
-        try:
-            # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.
-            if zstandard.get_frame_parameters(frame).content_size != expected:
-                raise ObjectError(f"object {self.label} is corrupt (a block has the wrong size)")
-            data = _decompressor().decompress(frame)
-        except zstandard.ZstdError as exc:
-            raise ObjectError(f"object {self.label} is corrupt ({exc})") from exc
-        if len(data) != expected:
-            raise ObjectError(f"object {self.label} is corrupt (a block has the wrong size)")
-        return data
-
 
 def read_header(stream: BinaryIO, label: str) -> dict:
     """Read and check the fixed prefix and JSON header of an object."""
@@ -290,8 +275,11 @@ def read_header(stream: BinaryIO, label: str) -> dict:
     (length,) = struct.unpack("<I", prefix[8:])
     if length > _MAX_HEADER:
         raise ObjectError(f"object {label} is corrupt (header too large)")
+    body = stream.read(length)
+    if len(body) != length:
+        raise ObjectError(f"object {label} is truncated (in its header)")
     try:
-        header = json.loads(stream.read(length))
+        header = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ObjectError(f"object {label} is corrupt (bad header)") from exc
     if not isinstance(header, dict) or not _valid_header(header):
@@ -365,20 +353,10 @@ class _Coder:
         """The stored form of one block of elements ``group`` bytes wide."""
         if self.codec == "streams":
             return encode_block(block, group, self.signbit and group in SIGNBIT_WIDTHS)
-        return _compressor(self.level).compress(group_bytes(block, group))
+        return compressor(self.level).compress(group_bytes(block, group))
 
 
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    # A ZstdCompressor must not be shared between threads; keep one per thread and level.
-    cache = getattr(_local, "compressors", None)
-    if cache is None:
-        cache = _local.compressors = {}
-    if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
-    return cache[level]
-
-
-def _compressed_frames(raw: memoryview, group: int, coder: _Coder, executor: Executor | None) -> Iterator[bytes]:
+def _compressed_frames(raw: memoryview, group: int, coder: _Coder, executor: Tasks | None) -> Iterator[bytes]:
     def compress(start: int) -> bytes:
         return coder.compress(raw[start : start + BLOCK], group)
 
@@ -417,10 +395,3 @@ def _plausible_size(size: int, update: dict[str, Any] | None, tensor_size: int) 
     # An update's parts are never much larger than the tensor; a header claiming more is corrupt or hostile.
     described = sum(nbytes(dtype, shape) for _, dtype, shape in update["parts"])
     return described == size <= 4 * tensor_size + (1 << 20)
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    # Like compressors, decompression contexts are per thread.
-    if not hasattr(_local, "decompressor"):
-        _local.decompressor = zstandard.ZstdDecompressor()
-    return _local.decompressor

@@ -7,11 +7,13 @@ The compression level and the threads that compress the blocks of a large tensor
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from git_theta.storage.codec import DEFAULT_LEVEL, MemorySink, Sink, encode, encode_update, sampled_size
 from git_theta.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from git_theta.pipeline import Tasks
 
 #: Objects up to this size are encoded in memory and written once: cheap for thousands of tiny tensors.
 SMALL_OBJECT = 1 << 20
@@ -26,7 +28,7 @@ class Encoder(NamedTuple):
     A NamedTuple rather than a dataclass: ``dataclasses`` imports ``inspect``, 5 ms of every filter start."""
 
     level: int = DEFAULT_LEVEL
-    executor: Executor | None = None
+    executor: Tasks | None = None
 
     def store_dense(self, store: ObjectStore, data: memoryview, digest: str, group: int) -> tuple[str, int]:
         """Store a tensor whole (``group``: its element width); return ``(oid, stored size)``."""

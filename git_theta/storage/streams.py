@@ -18,28 +18,10 @@ coder.
 from __future__ import annotations
 
 import struct
-import threading
-
-import zstandard
 
 from git_theta.storage.bytegroup import Writable, interleave, split_bytes
 from git_theta.storage.errors import ObjectError
-
-#: zstd settings that make it close to a plain Huffman coder; part of the format: they fix what encoding writes.
-STREAM_PARAMETERS = zstandard.ZstdCompressionParameters(
-    strategy=zstandard.STRATEGY_FAST,
-    min_match=7,
-    window_log=17,
-    hash_log=6,
-    chain_log=6,
-    search_log=1,
-    target_length=0,
-    write_content_size=1,
-    write_checksum=1,
-    threads=0,
-)
-
-_local = threading.local()
+from git_theta.storage.zstd import decompress, stream_compressor
 
 
 def encode_block(block: memoryview, group: int, signbit: bool) -> bytes:
@@ -65,7 +47,7 @@ def decode_block(
     streams, at = [], 4 * group
     for size in lengths:
         piece = view[at : at + size]
-        streams.append(piece if size == column else _inflate(piece, column, label))
+        streams.append(piece if size == column else decompress(piece, column, label, "a stream"))
         at += size
     interleave(streams, view[at:], out, start, group, tensor_size, signbit)
 
@@ -73,31 +55,5 @@ def decode_block(
 def _compressed_or_raw(stream: memoryview) -> bytes | memoryview:
     if not stream:
         return stream
-    frame = _compressor().compress(stream)
+    frame = stream_compressor().compress(stream)
     return frame if len(frame) < len(stream) else stream
-
-
-def _inflate(frame: memoryview, expected: int, label: str) -> bytes:
-    try:
-        # Check the declared size before zstd allocates it: a corrupt frame header must not exhaust memory.
-        if zstandard.get_frame_parameters(frame).content_size != expected:
-            raise ObjectError(f"object {label} is corrupt (a stream has the wrong size)")
-        data = _decompressor().decompress(frame, allow_extra_data=False)
-    except zstandard.ZstdError as exc:
-        raise ObjectError(f"object {label} is corrupt ({exc})") from exc
-    if len(data) != expected:
-        raise ObjectError(f"object {label} is corrupt (a stream has the wrong size)")
-    return data
-
-
-def _compressor() -> zstandard.ZstdCompressor:
-    # zstd contexts must not be shared between threads: one per thread.
-    if not hasattr(_local, "compressor"):
-        _local.compressor = zstandard.ZstdCompressor(compression_params=STREAM_PARAMETERS)
-    return _local.compressor
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_local, "decompressor"):
-        _local.decompressor = zstandard.ZstdDecompressor()
-    return _local.decompressor
