@@ -91,11 +91,18 @@ def nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
 def shape_error(dtype: str, shape: object) -> str | None:
     """Why ``shape`` (as a file or metadata declares it) cannot be a ``dtype`` tensor's, or None when it can."""
     # bool is an int in Python: [true] would pass for [1] here and then differ from it everywhere else.
-    if not isinstance(shape, (list, tuple)) or not all(type(dim) is int and dim >= 0 for dim in shape):
+    if not isinstance(shape, (list, tuple)):
         return f"has shape {_preview(shape)}, which is not a list of non-negative integers"
+    count, largest = 1, 0
+    for dim in shape:  # one loop, not three: metadata of thousands of tensors is checked on every git command
+        if type(dim) is not int or dim < 0:
+            return f"has shape {_preview(shape)}, which is not a list of non-negative integers"
+        count *= dim
+        if dim > largest:
+            largest = dim
     if len(shape) > MAX_DIMS:
         return f"has {len(shape)} dimensions (at most {MAX_DIMS})"
-    if any(dim > MAX_NBYTES for dim in shape) or ITEMSIZE.get(dtype, 1) * element_count(shape) > MAX_NBYTES:
+    if largest > MAX_NBYTES or ITEMSIZE.get(dtype, 1) * count > MAX_NBYTES:
         return f"has shape {_preview(list(shape))}, larger than any real tensor"
     return None
 

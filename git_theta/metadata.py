@@ -30,6 +30,9 @@ from git_theta.dtypes import ITEMSIZE, MAX_NBYTES, shape_error
 from git_theta.dtypes import nbytes as dtype_nbytes
 from git_theta.errors import GitThetaError
 
+#: A string as ``json.dumps`` writes it (ASCII, escaped), without its per-call overhead.
+_json_string = json.encoder.encode_basestring_ascii
+
 VERSION = 1
 #: The update type of a tensor stored whole.
 DENSE = "dense"
@@ -82,6 +85,19 @@ class TensorEntry(NamedTuple):
     base: tuple[BaseLink, ...] = ()
     previous: tuple[BaseLink, ...] = ()
     packed: Piece | None = None
+
+    def json_text(self) -> str:
+        """``json.dumps(self.to_json())``, written directly for the usual entry (a tensor stored whole): metadata
+        of thousands of tiny tensors is written on every ``git add``."""
+        if self.update != DENSE or self.previous:
+            return json.dumps(self.to_json())
+        text, shape = _json_string, ", ".join(map(str, self.shape))
+        head = f'{{"dtype": {text(self.dtype)}, "shape": [{shape}], "nbytes": {self.nbytes:d}, '
+        link = f'"hash": {text(self.hash)}, "oid": {text(self.oid)}, "stored": {self.stored:d}'
+        if self.packed is None:
+            return head + link + "}"
+        offset, length = self.packed
+        return f'{head}{link}, "packed": [{offset:d}, {length:d}]}}'
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of this entry."""
@@ -138,18 +154,18 @@ class TensorEntry(NamedTuple):
         """Build an entry from its JSON form, checking that it is consistent."""
         if not isinstance(data, dict):
             raise MetadataError(f"tensor {name!r} has a malformed entry (not a JSON object)")
-        try:
+        try:  # positional, and optional fields only when present: thousands of entries are read per git command
             entry = cls(
-                dtype=_typed(data["dtype"], str),
-                shape=tuple(data["shape"]) if isinstance(data["shape"], list) else data["shape"],
-                nbytes=_count(data["nbytes"]),
-                hash=_typed(data["hash"], str),
-                oid=_typed(data["oid"], str),
-                stored=_count(data["stored"]),
-                update=_typed(data.get("update", DENSE), str),
-                base=_chain(data.get("base", [])),
-                previous=_chain(data.get("previous", [])),
-                packed=_piece(data["packed"], data["stored"]) if "packed" in data else None,
+                _typed(data["dtype"], str),
+                tuple(data["shape"]) if isinstance(data["shape"], list) else data["shape"],
+                _count(data["nbytes"]),
+                _typed(data["hash"], str),
+                _typed(data["oid"], str),
+                _count(data["stored"]),
+                _typed(data["update"], str) if "update" in data else DENSE,
+                _chain(data["base"]) if "base" in data else (),
+                _chain(data["previous"]) if "previous" in data else (),
+                _piece(data["packed"], data["stored"]) if "packed" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"tensor {name!r} has a malformed entry ({exc})") from exc
@@ -160,12 +176,19 @@ class TensorEntry(NamedTuple):
             raise MetadataError(f"tensor {name!r} {problem}")
         if entry.nbytes != dtype_nbytes(entry.dtype, entry.shape):
             raise MetadataError(f"tensor {name!r}: nbytes does not match dtype and shape")
-        for chain in ([entry.link, *entry.base], list(entry.previous)):
-            if not all(_is_sha256(link.oid) and _is_hash(link.hash) for link in chain):
-                raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
-            if chain and not _valid_chain(chain):
-                raise MetadataError(f"tensor {name!r} has a malformed base chain")
+        if not (_is_sha256(entry.oid) and _is_hash(entry.hash)):
+            raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
+        if entry.update != DENSE or entry.base or entry.previous:  # a chain of bases, or a previous value
+            _check_chains(name, entry)
         return entry
+
+
+def _check_chains(name: str, entry: TensorEntry) -> None:
+    for chain in ([entry.link, *entry.base], list(entry.previous)):
+        if not all(_is_sha256(link.oid) and _is_hash(link.hash) for link in chain):
+            raise MetadataError(f"tensor {name!r} has a malformed hash or oid")
+        if chain and not _valid_chain(chain):
+            raise MetadataError(f"tensor {name!r} has a malformed base chain")
 
 
 def _typed(value: Any, kind: type) -> Any:
@@ -257,7 +280,7 @@ class CheckpointMetadata:
         ]
         if self.tensors:
             lines.append('  "tensors": {')
-            rows = [f"    {json.dumps(name)}: {json.dumps(entry.to_json())}" for name, entry in self.tensors.items()]
+            rows = [f"    {_json_string(name)}: {entry.json_text()}" for name, entry in self.tensors.items()]
             lines.append(",\n".join(rows))
             lines.append("  },")
         else:
