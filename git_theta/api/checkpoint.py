@@ -23,7 +23,7 @@ from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import toplevel
 from git_theta.git.runner import run
 from git_theta.git.trees import index_blobs, tree_blobs
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import is_metadata
 
 

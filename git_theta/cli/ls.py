@@ -21,7 +21,8 @@ from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import lfs_storage, resolve_tree
 from git_theta.git.runner import run, split_z
-from git_theta.legacy.metadata import LegacyEntry, is_legacy_metadata
+from git_theta.legacy.metadata import LegacyEntry
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import DENSE, CheckpointMetadata, TensorEntry, format_objects, is_metadata
 from git_theta.storage.objects import LfsObjectStore
 

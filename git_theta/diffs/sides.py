@@ -11,7 +11,7 @@ from git_theta.checkpoints.detect import detect
 from git_theta.diffs.compare import Side
 from git_theta.diffs.store import ObjectReader
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 
 HEAD_SIZE = 4096

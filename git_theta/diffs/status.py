@@ -14,7 +14,7 @@ from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, check_attr, tracked_b
 from git_theta.git.catfile import BlobReader
 from git_theta.git.repo import resolve_tree
 from git_theta.git.trees import index_blobs, tree_blobs, unmerged_paths, worktree_changes
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import MAGIC, CheckpointMetadata, MetadataError, is_metadata
 from git_theta.pipeline import ordered_map, workers
 

@@ -6,8 +6,6 @@ import io
 from typing import BinaryIO, cast
 
 from git_theta.errors import GitThetaError, report
-from git_theta.filters.clean import clean
-from git_theta.filters.smudge import smudge
 from git_theta.git.pktline import (
     FLUSH,
     PacketReader,
@@ -63,7 +61,12 @@ def _handshake(stdin: BinaryIO, stdout: BinaryIO) -> None:
     write_text_list(stdout, [f"capability={name}" for name in CAPABILITIES if name in offered])
 
 
+# Each side's modules are imported on its first request: a git command cleans, or smudges, rarely both.
+
+
 def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: Session) -> None:
+    from git_theta.filters.clean import clean
+
     result = clean(io.BufferedReader(content, buffer_size=1 << 16), path, context)
     content.drain()
     write_text_list(stdout, ["status=success"])
@@ -73,6 +76,8 @@ def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: S
 
 
 def _answer_smudge(content: PacketReader, path: str, stdout: BinaryIO, context: Session) -> None:
+    from git_theta.filters.smudge import smudge
+
     writer = smudge(content.readall(), path, context)
     write_text_list(stdout, ["status=success"])
     try:

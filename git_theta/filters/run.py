@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from git_theta.filters.clean import clean as clean_checkpoint
 from git_theta.filters.process import serve
-from git_theta.filters.smudge import smudge as smudge_metadata
 from git_theta.git.hooks import ensure_hooks
 from git_theta.session.context import Session
 
@@ -31,6 +29,8 @@ def filter_process() -> None:
 
 def clean(path: str = "") -> None:
     """Single-shot clean (``filter.theta.clean``): checkpoint on stdin, metadata on stdout."""
+    from git_theta.filters.clean import clean as clean_checkpoint
+
     context = Session.for_repository()
     try:
         sys.stdout.buffer.write(clean_checkpoint(sys.stdin.buffer, path, context))
@@ -40,6 +40,8 @@ def clean(path: str = "") -> None:
 
 def smudge(path: str = "") -> None:
     """Single-shot smudge (``filter.theta.smudge``): metadata on stdin, checkpoint on stdout."""
+    from git_theta.filters.smudge import smudge as smudge_metadata
+
     context = Session.for_repository()
     try:
         smudge_metadata(sys.stdin.buffer.read(), path, context)(sys.stdout.buffer)

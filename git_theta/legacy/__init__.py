@@ -1,7 +1,8 @@
 """Repositories written by the original Git-Theta 0.2: checked out, and kept clean by this git-theta
 (``git theta migrate``, in maintenance/migrate.py, rewrites them in our format).
 
-    metadata.py       its metadata file (one JSON entry per parameter): detection and parsing
+    sniff.py          detection of its metadata file from the first bytes
+    metadata.py       its metadata file (one JSON entry per parameter): parsing
     objects.py        its LFS objects (msgpack of tensorstore zarr arrays) -> numpy arrays
     updates.py        its update types (dense, sparse, low-rank, ia3): a parameter's value from its update
     update_chains.py  incremental updates resolved through the commits they name; objects fetched through git-lfs
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, BinaryIO
 
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 
 if TYPE_CHECKING:
     from collections.abc import Callable

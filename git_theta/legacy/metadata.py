@@ -31,7 +31,6 @@ LEAF = "lfs_metadata"
 _SHAPE = re.compile(r"^\((\s*\d+\s*(,\s*\d+\s*)*,?\s*)?\)$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 #: A leaf, and so its marker, always appears within the first bytes of the file.
-SNIFF = 1 << 16
 
 
 class LegacyEntry(NamedTuple):
@@ -49,11 +48,6 @@ class LegacyEntry(NamedTuple):
     def name(self) -> str:
         """The tensor's name in our checkpoints: its keys joined with '/'."""
         return "/".join(self.keys)
-
-
-def is_legacy_metadata(data: bytes) -> bool:
-    """Tell whether ``data`` looks like a Git-Theta 0.2 metadata file (cheap test of its first bytes)."""
-    return data.lstrip()[:1] == b"{" and b'"theta_metadata"' in data[:SNIFF]
 
 
 def parse(data: bytes, label: str) -> dict[tuple[str, ...], LegacyEntry]:

@@ -12,7 +12,7 @@ from git_theta.git.attributes import BINARY, lines_without_binary, tracked_by_th
 from git_theta.git.catfile import BlobReader
 from git_theta.git.reachability import reachable_revisions
 from git_theta.git.runner import run
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.maintenance.references import Usage, referenced_objects
 from git_theta.pipeline import workers
 from git_theta.storage.objects import LfsObjectStore

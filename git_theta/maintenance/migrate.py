@@ -24,7 +24,7 @@ from git_theta.git.catfile import BlobReader
 from git_theta.git.runner import run, split_z
 from git_theta.legacy.checkpoint import LEGACY_TYPES, Rebuilt
 from git_theta.legacy.filters import resolve
-from git_theta.legacy.metadata import is_legacy_metadata
+from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import CheckpointMetadata
 from git_theta.representations.cheapest import store_tensor
 from git_theta.session.context import Session
