@@ -3,7 +3,7 @@
     GitThetaError                  anything git-theta reports to the user (exit code 1)
     ├── UsageError                 a command was called wrongly (exit code 2)
     │   ├── NotARepositoryError    (git/runner.py) run outside a git repository
-    │   ├── PatternError           (git/attributes.py) a tracking pattern git cannot store
+    │   ├── PatternError           (git/tracking.py) a tracking pattern git cannot store
     │   └── CheckpointNotFoundError  (api/checkpoint.py) no checkpoint git-theta stores at that path and revision
     ├── MetadataError              (metadata.py) a metadata file cannot be read
     ├── UnknownDtypeError          (dtypes.py) a tensor element type git-theta does not know

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from git_theta.errors import GitThetaError, UsageError
-from git_theta.git.attributes import BINARY
 from git_theta.git.repo import default_remote, lfs_storage
+from git_theta.git.tracking import BINARY
 from git_theta.maintenance import fsck as checks
 from git_theta.storage.objects import LfsObjectStore
 

@@ -7,7 +7,7 @@ import os
 import click
 
 from git_theta.git import hooks, repo
-from git_theta.git.attributes import BINARY, add_tracking, tracking_lines
+from git_theta.git.tracking import BINARY, add_tracking, tracking_lines
 
 
 @click.command()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from git_theta.git import repo
-from git_theta.git.attributes import remove_tracking, tracked_by_theta
+from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.runner import run, split_z
+from git_theta.git.tracking import remove_tracking
 
 
 @click.command()

@@ -8,9 +8,12 @@ directory for us (``git rev-parse --git-path hooks``).
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from git_theta.git.runner import output
+
+if TYPE_CHECKING:
+    from pathlib import Path  # every filter imports this module: pathlib is imported only to write hooks
 
 MARKER = "# git-theta hook"
 CHAIN_SUFFIX = ".theta-chained"
@@ -40,23 +43,28 @@ fi
 
 def hooks_dir() -> Path:
     """Return the directory git runs hooks from (``core.hooksPath`` or ``.git/hooks``)."""
+    from pathlib import Path
+
     return Path(output("rev-parse", "--path-format=absolute", "--git-path", "hooks"))
 
 
-def is_ours(path: Path) -> bool:
+def is_ours(path: str | os.PathLike[str]) -> bool:
     """Tell whether the hook at ``path`` was written by git-theta."""
     try:
-        return MARKER in path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as hook:
+            return MARKER in hook.read()
     except OSError:
         return False
 
 
-def ensure_hooks(directory: Path | None = None) -> None:
+def ensure_hooks(directory: str | None = None) -> None:
     """Install our hooks in ``directory`` (by default git's hooks directory) if this repository lacks them (a fresh
     clone): as git-lfs does from its filter."""
-    directory = directory or hooks_dir()
-    if not all(is_ours(directory / name) for name in HOOKS):
-        install_hooks(directory)
+    folder = directory or os.fspath(hooks_dir())
+    if not all(is_ours(os.path.join(folder, name)) for name in HOOKS):
+        from pathlib import Path
+
+        install_hooks(Path(folder))
 
 
 def install_hooks(directory: Path | None = None) -> list[str]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from git_theta.errors import UsageError
 from git_theta.git.runner import GitError, finish, output, run, start
 
+if TYPE_CHECKING:
+    from pathlib import Path  # imported where a Path is made: the filters work with strings, and pathlib costs ms
+
 
 def common_dir(cwd: str | None = None) -> Path:
     """Return the repository's common git directory (shared by all worktrees)."""
+    from pathlib import Path
+
     try:
         return Path(output("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=cwd))
     except GitError:
@@ -20,11 +24,15 @@ def common_dir(cwd: str | None = None) -> Path:
 
 def git_dir(cwd: str | None = None) -> Path:
     """Return this worktree's git directory (where git keeps MERGE_HEAD)."""
+    from pathlib import Path
+
     return Path(output("rev-parse", "--path-format=absolute", "--git-dir", cwd=cwd))
 
 
 def toplevel(cwd: str | None = None) -> Path:
     """Return the root of the working tree."""
+    from pathlib import Path
+
     try:
         return Path(output("rev-parse", "--show-toplevel", cwd=cwd))
     except GitError:
@@ -41,18 +49,18 @@ DEFAULT_DEPTH = 4
 
 
 class FilterSettings(NamedTuple):
-    """The configuration the filters read once per git command."""
+    """The configuration the filters read once per git command (paths as absolute strings)."""
 
-    storage: Path
+    storage: str
     lazy: bool
     max_delta_depth: int
     #: The index file (``GIT_INDEX_FILE`` when git set one).
-    index_file: Path
+    index_file: str
     #: The directory git runs hooks from (``core.hooksPath`` or ``.git/hooks``).
-    hooks: Path
+    hooks: str
 
 
-def lfs_storage(cwd: str | None = None) -> Path:
+def lfs_storage(cwd: str | None = None) -> str:
     """Return Git LFS's local storage directory, honouring ``lfs.storage`` as git-lfs does."""
     return filter_settings(cwd).storage
 
@@ -68,7 +76,6 @@ def filter_settings(cwd: str | None = None) -> FilterSettings:
         finish(config, check=False)
         raise UsageError("not inside a git repository; run this in one (or git init first)") from None
     common, index, hooks = paths.splitlines()
-    git_dir = Path(common)
     listing = finish(config, check=False).stdout
     settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
     lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
@@ -76,11 +83,9 @@ def filter_settings(cwd: str | None = None) -> FilterSettings:
     if not depth.isdigit():
         raise UsageError(f"{DEPTH_KEY} must be a whole number (0 stores every changed tensor whole), not {depth!r}")
     configured = settings.get("lfs.storage", "").strip()
-    storage = git_dir / "lfs"
-    if configured:  # git-lfs resolves a relative lfs.storage against the git directory
-        path = Path(os.path.expanduser(configured))
-        storage = path if path.is_absolute() else git_dir / path
-    return FilterSettings(storage, lazy, int(depth), Path(index), Path(hooks))
+    # git-lfs resolves a relative lfs.storage against the git directory (an absolute one stands as it is)
+    storage = os.path.join(common, os.path.expanduser(configured) if configured else "lfs")
+    return FilterSettings(storage, lazy, int(depth), index, hooks)
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

@@ -8,10 +8,11 @@ from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from git_theta.git.attributes import BINARY, lines_without_binary, tracked_by_theta
+from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.reachability import reachable_revisions
 from git_theta.git.runner import run
+from git_theta.git.tracking import BINARY, lines_without_binary
 from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.maintenance.references import Usage, referenced_objects
 from git_theta.pipeline import workers

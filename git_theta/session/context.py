@@ -9,7 +9,6 @@ import os
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
-from pathlib import Path
 
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, AttributeReader, tracked_by_theta
 from git_theta.git.catfile import BlobReader
@@ -41,7 +40,7 @@ class Session:
         fetch: Callable[[dict[str, int]], None] | None = None,
         encoder: Encoder | None = None,
         max_delta_depth: int = DEFAULT_DEPTH,
-        index: Path | None = None,
+        index: str | None = None,
     ) -> None:
         self.store = store
         #: How new objects are encoded (compression level, threads for a large tensor's blocks).
@@ -65,7 +64,7 @@ class Session:
         #: What the file being cleaned (or merged) may reuse or build on; see session/known.py.
         self.file = KnownTensors("", ())
         #: The repository's hooks directory, read with the other settings (None outside a repository).
-        self.hooks: Path | None = None
+        self.hooks: str | None = None
         self._state: tuple | None = None
         self._checkpoints: Checkpoints | None = None
 
@@ -159,7 +158,7 @@ class Session:
             self.checkpoint_types.close()
 
 
-def _signature(path: Path | None) -> tuple[int, int, int] | None:
+def _signature(path: str | None) -> tuple[int, int, int] | None:
     try:
         info = os.stat(path) if path is not None else None
     except FileNotFoundError:

@@ -11,10 +11,12 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from git_theta.storage.errors import ObjectError
+
+if TYPE_CHECKING:
+    from pathlib import Path  # paths are strings here: pathlib costs the filter milliseconds to import
 
 #: How the names of our temporary files in ``<lfs storage>/tmp`` start (git-lfs's own there are not ours).
 TEMPORARY_PREFIX = "theta-"
@@ -47,17 +49,19 @@ class ObjectStore(Protocol):
 class LfsObjectStore:
     """Objects in Git LFS's local storage (``.git/lfs`` or ``lfs.storage``), written atomically."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._made: set[Path] = set()
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
+        self._objects = os.path.join(self.root, "objects")
+        self._temporary = os.path.join(self.root, "tmp")
+        self._made: set[str] = set()
 
-    def path(self, oid: str) -> Path:
+    def path(self, oid: str) -> str:
         """Return where the object ``oid`` lives."""
-        return self.root / "objects" / oid[0:2] / oid[2:4] / oid
+        return os.path.join(self._objects, oid[0:2], oid[2:4], oid)
 
     def has(self, oid: str) -> bool:
         """Tell whether the object is present locally."""
-        return self.path(oid).is_file()
+        return os.path.isfile(self.path(oid))
 
     def open(self, oid: str) -> BinaryIO:
         """Open the object for reading, or say it is missing and what to do."""
@@ -65,7 +69,7 @@ class LfsObjectStore:
             return open(self.path(oid), "rb", buffering=1 << 20)
         except FileNotFoundError:
             raise ObjectError(
-                f"object {oid[:12]} is missing from {self.root / 'objects'}; "
+                f"object {oid[:12]} is missing from {self._objects}; "
                 "fetch it from the remote (git lfs fetch) or check the repository with git theta fsck"
             ) from None
 
@@ -75,21 +79,25 @@ class LfsObjectStore:
 
     def stored(self) -> Iterator[tuple[str, Path]]:
         """Yield ``(oid, path)`` of every object stored, git-theta's and plain Git LFS ones alike."""
-        for path in (self.root / "objects").glob("??/??/*"):
+        from pathlib import Path
+
+        for path in Path(self._objects).glob("??/??/*"):
             oid = path.name
-            if len(oid) == 64 and path == self.path(oid) and all(c in "0123456789abcdef" for c in oid):
+            if len(oid) == 64 and str(path) == self.path(oid) and all(c in "0123456789abcdef" for c in oid):
                 yield oid, path
 
     def temporaries(self) -> Iterator[Path]:
         """Yield the temporary files our writers have in ``<lfs storage>/tmp`` (finished, failed or in progress)."""
-        yield from (self.root / "tmp").glob(f"{TEMPORARY_PREFIX}*")
+        from pathlib import Path
+
+        yield from Path(self._temporary).glob(f"{TEMPORARY_PREFIX}*")
 
     def remove(self, oid: str) -> int:
         """Delete object ``oid`` (one atomic unlink); return the bytes freed, 0 if it was not there."""
         path = self.path(oid)
         try:
-            size = path.stat().st_size
-            path.unlink()
+            size = os.stat(path).st_size
+            os.unlink(path)
         except FileNotFoundError:
             return 0
         return size
@@ -98,30 +106,43 @@ class LfsObjectStore:
         """Store a small object given whole; return ``(oid, size)``."""
         oid = hashlib.sha256(data).hexdigest()
         if not self.has(oid):
-            fd, name = _mkstemp(dir=self.directory(self.root / "tmp"), prefix=TEMPORARY_PREFIX)
+            fd, name = self.temporary_file()
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
-                self.install(Path(name), oid)
+                self.install(name, oid)
             except BaseException:
-                Path(name).unlink(missing_ok=True)  # a full disk must not leave half-written files behind
+                _remove(name)  # a full disk must not leave half-written files behind
                 raise
         return oid, len(data)
 
-    def directory(self, path: Path) -> Path:
+    def temporary_file(self) -> tuple[int, str]:
+        """Create a new temporary file in ``<lfs storage>/tmp``, readable by us alone; return its descriptor and path.
+
+        Like ``tempfile.mkstemp`` (a random name, created exclusively), without that module's import cost."""
+        directory = self.directory(self._temporary)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        while True:
+            name = os.path.join(directory, f"{TEMPORARY_PREFIX}{os.urandom(8).hex()}")
+            try:
+                return os.open(name, flags, 0o600), name
+            except FileExistsError:  # pragma: no cover - a 64-bit random name taken
+                continue
+
+    def directory(self, path: str) -> str:
         """Return ``path``, created if needed (remembered, so each directory costs one mkdir)."""
         if path not in self._made:
-            path.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path, exist_ok=True)
             self._made.add(path)
         return path
 
-    def install(self, temporary: Path, oid: str) -> None:
+    def install(self, temporary: str, oid: str) -> None:
         """Move a finished temporary file into place as object ``oid`` (atomic; a duplicate is dropped)."""
         dest = self.path(oid)
-        if dest.is_file():
-            temporary.unlink()
+        if os.path.isfile(dest):
+            os.unlink(temporary)
             return
-        self.directory(dest.parent)
+        self.directory(os.path.dirname(dest))
         os.chmod(temporary, 0o644)
         os.replace(temporary, dest)
 
@@ -131,8 +152,7 @@ class _LfsObjectWriter:
 
     def __init__(self, store: LfsObjectStore) -> None:
         self._store = store
-        fd, name = _mkstemp(dir=store.directory(store.root / "tmp"), prefix=TEMPORARY_PREFIX)
-        self._path = Path(name)
+        fd, self._path = store.temporary_file()
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._hash = hashlib.sha256()
         self._size = 0
@@ -157,7 +177,12 @@ class _LfsObjectWriter:
     def abort(self) -> None:
         with contextlib.suppress(OSError):  # flushing the buffer fails again on a full disk; the first error is told
             self._file.close()
-        self._path.unlink(missing_ok=True)
+        _remove(self._path)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class MemoryObjectStore:
@@ -199,9 +224,3 @@ class _MemoryObjectWriter:
 
     def abort(self) -> None:
         self._buffer = io.BytesIO()
-
-
-def _mkstemp(dir: Path, prefix: str) -> tuple[int, str]:
-    import tempfile  # only when writing: a checkout does not pay for its import
-
-    return tempfile.mkstemp(dir=dir, prefix=prefix)

@@ -3,6 +3,7 @@ sending it just those."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -75,8 +76,8 @@ def _missing_in_directory(repository: Path, objects: dict[str, int]) -> dict[str
     missing = {}
     for oid, size in objects.items():
         path = store.path(oid)
-        if not path.is_file():
-            missing[oid] = f"not in {store.root / 'objects'}"
-        elif path.stat().st_size != size:
-            missing[oid] = f"has {path.stat().st_size} bytes there instead of {size} (corrupt)"
+        if not os.path.isfile(path):
+            missing[oid] = f"not in {os.path.join(store.root, 'objects')}"
+        elif (actual := os.path.getsize(path)) != size:
+            missing[oid] = f"has {actual} bytes there instead of {size} (corrupt)"
     return missing

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from git_theta.metadata import TensorEntry
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 READ_SIZE = 1 << 20
 
 
-def object_problem(path: Path, oid: str, entry: TensorEntry) -> str | None:
+def object_problem(path: str, oid: str, entry: TensorEntry) -> str | None:
     """Return what is wrong with the object at ``path`` (one phrase after its id), or None when it is intact."""
     try:
         digest = _sha256(path)
@@ -49,7 +48,7 @@ def piece_problem(store: ObjectStore, oid: str, entry: TensorEntry) -> str | Non
     return None
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     with open(path, "rb", buffering=0) as stream:
         return stream_sha256(stream)
 
