@@ -26,8 +26,8 @@ LARGE_FILE = 16 << 20
 
 def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     """Read a checkpoint from ``stream`` and return the metadata git should store for ``path``."""
-    if context.checkpoint_types is not None:
-        context.checkpoint_types.start()  # git check-attr starts while we read and look up the previous version
+    if context.attributes is not None:
+        context.attributes.start()  # git check-attr starts while we read and look up the previous version
     head = _read_head(stream)
     if not head:
         return b""  # an empty file is kept as it is, like git-lfs does

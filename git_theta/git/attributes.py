@@ -24,11 +24,12 @@ def check_attr(attribute: str, paths: list[str], cwd: str | None = None) -> dict
 
 
 class AttributeReader:
-    """One long-lived ``git check-attr -z --stdin ATTRIBUTE`` for a whole git command: each path's value without a
-    git process each. ``start`` launches it ahead of the first question, to run beside what the caller does next."""
+    """One long-lived ``git check-attr -z --stdin ATTRIBUTE...`` for a whole git command: each path's values without
+    a git process each. ``start`` launches it ahead of the first question, to run beside what the caller does next."""
 
-    def __init__(self, attribute: str, cwd: str | None = None) -> None:
-        self._command = ["git", "check-attr", "-z", "--stdin", attribute]
+    def __init__(self, *attributes: str, cwd: str | None = None) -> None:
+        self._attributes = attributes
+        self._command = ["git", "check-attr", "-z", "--stdin", *attributes]
         self._cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -38,13 +39,20 @@ class AttributeReader:
             self._process = start_interactive(*self._command[1:], cwd=self._cwd)
 
     def value(self, path: str) -> str:
-        """The attribute's value for ``path`` ('unspecified' when unset)."""
+        """The first attribute's value for ``path`` ('unspecified' when unset)."""
+        return self.values(path)[self._attributes[0]]
+
+    def values(self, path: str) -> dict[str, str]:
+        """``{attribute: value}`` for ``path`` (a value is 'unspecified' when unset)."""
         self.start()
         assert self._process is not None and self._process.stdin and self._process.stdout
         self._process.stdin.write(path.encode("utf-8", errors="surrogateescape") + b"\0")
         self._process.stdin.flush()
-        _, _, value = (self._field() for _ in range(3))  # the path, the attribute, its value: at once
-        return value
+        values = {}
+        for _ in self._attributes:  # git answers each as the path, the attribute, its value: at once
+            _, attribute, value = (self._field() for _ in range(3))
+            values[attribute] = value
+        return values
 
     def _field(self) -> str:
         assert self._process is not None and self._process.stdout
@@ -62,6 +70,10 @@ class AttributeReader:
             self._process = None
 
 
+#: The attribute that hands a file to git-theta when it is ``filter=theta``.
+FILTER_ATTRIBUTE = "filter"
+
+
 def tracked_by_theta(paths: list[str], cwd: str | None = None) -> list[str]:
     """Return those of ``paths`` that git hands to the theta filter."""
-    return [path for path, value in check_attr("filter", paths, cwd).items() if value == "theta"]
+    return [path for path, value in check_attr(FILTER_ATTRIBUTE, paths, cwd).items() if value == "theta"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from git_theta.git.runner import output, run
+from git_theta.git.runner import finish, output, run, start
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SEPARATOR = "\x1f"
@@ -28,7 +28,30 @@ class Commit(NamedTuple):
 
 def tree_blobs(rev: str, pathspecs: list[str], cwd: str) -> dict[str, str]:
     """Return ``{path: blob id}`` for the files of ``rev`` matching ``pathspecs`` (all files when empty)."""
-    listing = run("ls-tree", "-r", "-z", "--full-tree", rev, "--", *pathspecs, cwd=cwd).stdout
+    return _tree_records(run("ls-tree", "-r", "-z", "--full-tree", rev, "--", *pathspecs, cwd=cwd).stdout)
+
+
+def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
+    """Return ``{path: blob id}`` for the merged (stage 0) entries of the index."""
+    return _index_records(run("ls-files", "-s", "-z", "--", *pathspecs, cwd=cwd).stdout)
+
+
+class Listing:
+    """Every file of the index and of HEAD, listed by two git processes side by side: started at once, read by
+    ``blobs`` when needed."""
+
+    def __init__(self, cwd: str) -> None:
+        self._index = start("ls-files", "-s", "-z", "--", cwd=cwd)
+        self._head = start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd)
+
+    def blobs(self) -> tuple[dict[str, str], dict[str, str]]:
+        """``({path: blob id} of the index, the same of HEAD)``; HEAD's is empty before the first commit."""
+        index = finish(self._index)
+        head = finish(self._head, check=False)
+        return _index_records(index.stdout), _tree_records(head.stdout) if head.returncode == 0 else {}
+
+
+def _tree_records(listing: bytes) -> dict[str, str]:
     blobs = {}
     for record in listing.split(b"\0"):
         info, _, path = record.partition(b"\t")
@@ -38,9 +61,7 @@ def tree_blobs(rev: str, pathspecs: list[str], cwd: str) -> dict[str, str]:
     return blobs
 
 
-def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
-    """Return ``{path: blob id}`` for the merged (stage 0) entries of the index."""
-    listing = run("ls-files", "-s", "-z", "--", *pathspecs, cwd=cwd).stdout
+def _index_records(listing: bytes) -> dict[str, str]:
     blobs = {}
     for record in listing.split(b"\0"):
         info, _, path = record.partition(b"\t")

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
 
-from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, AttributeReader, tracked_by_theta
+from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, FILTER_ATTRIBUTE, AttributeReader, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
 from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
 from git_theta.git.runner import GitError
-from git_theta.git.trees import index_blobs, tree_blobs
+from git_theta.git.trees import Listing
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import Pool, frame_executor, workers
 from git_theta.session.known import Checkpoints, KnownTensors
@@ -28,6 +28,9 @@ CHECKPOINT_TYPE_ENV = "GIT_THETA_CHECKPOINT_TYPE"
 #: Set by ``git theta add --update-type`` for the filter that ``git add`` starts (representations/requested_update.py;
 #: the updates themselves: updates/requests.py).
 UPDATE_TYPE_ENV = "GIT_THETA_UPDATE_TYPE"
+#: Up to this many paths are asked whether they are ours through the running ``git check-attr``; more through one
+#: new ``git check-attr`` given them all (a process start costs what about this many questions do).
+ASKED_ONE_BY_ONE = 16
 
 
 class Session:
@@ -57,8 +60,9 @@ class Session:
         self.window = workers() + 1
         #: The repository's blobs, through one ``git cat-file`` (None outside a repository, as in unit tests).
         self.blobs = blobs
-        #: The ``theta-checkpoint`` attribute of each path, through one ``git check-attr`` (None without ``blobs``).
-        self.checkpoint_types = AttributeReader(CHECKPOINT_ATTRIBUTE) if blobs is not None else None
+        #: The ``theta-checkpoint`` and ``filter`` attributes of each path, through one ``git check-attr`` (None
+        #: without ``blobs``).
+        self.attributes = AttributeReader(CHECKPOINT_ATTRIBUTE, FILTER_ATTRIBUTE) if blobs is not None else None
         #: The index file, whose changes (another step of a rebase, say) make what we read of it stale.
         self.index = index
         #: What the file being cleaned (or merged) may reuse or build on; see session/known.py.
@@ -67,6 +71,7 @@ class Session:
         self.hooks: str | None = None
         self._state: tuple | None = None
         self._checkpoints: Checkpoints | None = None
+        self._listing: Listing | None = None
 
     @classmethod
     def for_repository(cls) -> Session:
@@ -107,6 +112,8 @@ class Session:
         """Look up what ``path`` may reuse: its ``own`` earlier versions (by default, committed and staged), and
         every checkpoint the index and HEAD hold. Nothing from the files cleaned before is remembered."""
         self._refresh()
+        if self.blobs is not None and self._checkpoints is None and self._listing is None:
+            self._listing = Listing(".")  # git lists the index and HEAD while the file is read, in case it is needed
         if own is None:
             own = [self.committed_metadata(path), self.staged_metadata(path)]
         self.file = KnownTensors(path, own, self.checkpoints if self.blobs is not None else None)
@@ -116,17 +123,22 @@ class Session:
         """The metadata of every checkpoint tracked in the index or HEAD: staged version first, then committed."""
         if self._checkpoints is None:
             assert self.blobs is not None
-            staged, committed = index_blobs([], "."), {}
-            with suppress(GitError):  # no HEAD yet
-                committed = tree_blobs("HEAD", [], ".")
+            listing, self._listing = self._listing or Listing("."), None
+            staged, committed = listing.blobs()
             found: Checkpoints = {}
-            for path in tracked_by_theta(sorted(staged.keys() | committed.keys())):
+            for path in self._tracked(sorted(staged.keys() | committed.keys())):
                 blobs = dict.fromkeys(blob for blob in (staged.get(path), committed.get(path)) if blob)
                 versions = [_parsed(self.blobs.read(blob)) for blob in blobs]
                 if any(versions):
                     found[path] = [metadata for metadata in versions if metadata is not None]
             self._checkpoints = found
         return self._checkpoints
+
+    def _tracked(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` that git hands to git-theta."""
+        if self.attributes is None or len(paths) > ASKED_ONE_BY_ONE:
+            return tracked_by_theta(paths)
+        return [path for path in paths if self.attributes.values(path)[FILTER_ATTRIBUTE] == "theta"]
 
     def _refresh(self) -> None:
         """Forget what was read of the index and HEAD when either changed since (one process may serve a rebase)."""
@@ -135,18 +147,19 @@ class Session:
         state = (_signature(self.index), self.blobs.object_id("HEAD"))
         if self._state is not None and state[0] != self._state[0]:
             self.blobs.close()  # git cat-file reads the index once: start it again to see the new one
-            if self.checkpoint_types is not None:
-                self.checkpoint_types.close()  # and attributes may come from the index
+            if self.attributes is not None:
+                self.attributes.close()  # and attributes may come from the index
         if state != self._state:
             self._state, self._checkpoints = state, None
+            self._drop_listing()  # listed before the change
 
     def explicit_checkpoint_type(self, path: str) -> str | None:
         """Return the format named by the environment or the ``theta-checkpoint`` attribute, if any."""
         if os.environ.get(CHECKPOINT_TYPE_ENV):
             return os.environ[CHECKPOINT_TYPE_ENV]
-        if self.checkpoint_types is None:
+        if self.attributes is None:
             return None
-        value = self.checkpoint_types.value(path)
+        value = self.attributes.value(path)
         return None if value in ("unspecified", "unset", "set") else value
 
     def close(self) -> None:
@@ -154,8 +167,15 @@ class Session:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.blobs is not None:
             self.blobs.close()
-        if self.checkpoint_types is not None:
-            self.checkpoint_types.close()
+        if self.attributes is not None:
+            self.attributes.close()
+        self._drop_listing()
+
+    def _drop_listing(self) -> None:
+        if self._listing is not None:
+            with suppress(GitError):
+                self._listing.blobs()  # let git finish; what it listed is not needed
+            self._listing = None
 
 
 def _signature(path: str | None) -> tuple[int, int, int] | None:
