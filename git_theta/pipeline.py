@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from queue import SimpleQueue
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -23,7 +23,7 @@ INLINE_BELOW = 1 << 20
 
 
 class Pending(Protocol[Out_co]):
-    """A task handed to ``Tasks``: a ``concurrent.futures.Future``, or ``Done`` for one run at once."""
+    """A task handed to ``Tasks``: a ``Task`` of a ``Pool``, or ``Done`` for one run at once."""
 
     def result(self) -> Out_co: ...
 
@@ -54,8 +54,8 @@ class Done(Generic[Out]):
 
 
 class Inline:
-    """Runs each task at once in the calling thread. For small files, where a hand-off to a thread costs more than
-    the task, and importing ``concurrent.futures`` (which imports ``logging``, ~7 ms) more than the whole file."""
+    """Runs each task at once in the calling thread. For small files, where a hand-off to a thread and the threads'
+    start cost more than the task."""
 
     def submit(self, fn: Callable[..., Out], /, *args: Any) -> Done[Out]:
         try:
@@ -67,34 +67,125 @@ class Inline:
 INLINE = Inline()
 
 
+class TaskCancelled(Exception):
+    """``result()`` of a task that was cancelled before it ran."""
+
+
+class Task(Generic[Out]):
+    """A task given to a ``Pool``: ``result()`` waits for it, then returns its value or raises its exception."""
+
+    __slots__ = ("_args", "_error", "_finished", "_fn", "_state", "_value")
+
+    def __init__(self, fn: Callable[..., Out], args: tuple[Any, ...]) -> None:
+        self._fn, self._args = fn, args
+        self._value: Out | None = None
+        self._error: BaseException | None = None
+        self._state = _WAITING
+        self._finished = threading.Lock()  # held until the task has run (or was cancelled)
+        self._finished.acquire()
+
+    def run(self) -> None:
+        """Run the task in this thread, unless it was cancelled."""
+        with _STATES:
+            if self._state != _WAITING:
+                return
+            self._state = _RUNNING
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as exc:  # given back by result(), as a Future would
+            self._error = exc
+        finally:
+            self._fn = self._args = None  # type: ignore[assignment]  # let what the task held go at once
+            self._state = _FINISHED
+            self._finished.release()
+
+    def result(self) -> Out:
+        with self._finished:
+            pass
+        if self._state == _CANCELLED:
+            raise TaskCancelled("the task was cancelled")
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # None only with an error
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; tell whether it was."""
+        with _STATES:
+            if self._state != _WAITING:
+                return self._state == _CANCELLED
+            self._state = _CANCELLED
+        self._fn = self._args = None  # type: ignore[assignment]
+        self._finished.release()
+        return True
+
+
+_WAITING, _RUNNING, _FINISHED, _CANCELLED = range(4)
+#: Guards the moves of every task from waiting to running or cancelled.
+_STATES = threading.Lock()
+
+
 class Pool:
-    """A thread pool that starts its threads, and imports ``concurrent.futures``, when it is first given a task."""
+    """A pool of ``workers`` threads, started when it is first given a task.
+
+    Like ``concurrent.futures.ThreadPoolExecutor``, without its import (it imports ``logging``: ~10 ms at the start
+    of every filter). The threads are daemons: every task whose result matters is waited for by its caller.
+    """
 
     def __init__(self, workers: int, name: str = "") -> None:
         self.workers, self.name = workers, name
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: SimpleQueue[Task[Any] | None] | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[..., Out], /, *args: Any) -> Pending[Out]:
-        pool = self._pool
-        if pool is None:
-            with self._lock:
-                if self._pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
+    def submit(self, fn: Callable[..., Out], /, *args: Any) -> Task[Out]:
+        task = Task(fn, args)
+        queue = self._queue
+        if queue is None:
+            queue = self._start()
+        queue.put(task)
+        return task
 
-                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
-                pool = self._pool
-        return pool.submit(fn, *args)
+    def _start(self) -> SimpleQueue[Task[Any] | None]:
+        with self._lock:
+            if self._queue is None:
+                from queue import SimpleQueue
+
+                queue: SimpleQueue[Task[Any] | None] = SimpleQueue()
+                for index in range(self.workers):
+                    thread = threading.Thread(target=_work, args=(queue,), name=f"{self.name}_{index}", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+                self._queue = queue
+            return self._queue
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Stop the threads once the tasks given so far have run (or been cancelled, with ``cancel_futures``)."""
+        with self._lock:
+            queue, threads = self._queue, self._threads
+            self._queue, self._threads = None, []
+        if queue is None:
+            return
+        if cancel_futures:
+            while not queue.empty():
+                task = queue.get_nowait()
+                if task is not None:
+                    task.cancel()
+        for _ in threads:
+            queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
     def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _work(queue: SimpleQueue[Task[Any] | None]) -> None:
+    while (task := queue.get()) is not None:
+        task.run()
 
 
 def tasks_for(nbytes: int | None, pool: Tasks) -> Tasks:
