@@ -72,7 +72,7 @@ def _store_cheapest(
     encoder = context.encoder
     if candidates:
         write_dense = partial(encoder.write_dense, data=data, digest=digest, group=group)
-        dense = _trial(encoder, len(data), group, write_dense, data)
+        dense = _trial(encoder, len(data), group, write_dense, data, dense=True)
         trials = [_update_trial(encoder, parts, digest, header) for _, parts, header in candidates]
         best = min(range(len(candidates)), key=lambda index: trials[index].size)
         if trials[best].size < dense.size:
@@ -219,12 +219,13 @@ class _Trial(NamedTuple):
     encoded: bytes | None
 
 
-def _trial(encoder: Encoder, size: int, group: int, write: Any, sample: memoryview) -> _Trial:
-    """Encode a candidate of ``size`` bytes in memory when small; else estimate its size from blocks of ``sample``."""
+def _trial(encoder: Encoder, size: int, group: int, write: Any, sample: memoryview, dense: bool = False) -> _Trial:
+    """Encode a candidate of ``size`` bytes in memory when small; else estimate its size from blocks of ``sample``
+    (``dense`` when it is the tensor itself, stored with its sign bits moved)."""
     if size <= ENCODE_ALL:
         encoded = in_memory(write)
         return _Trial(len(encoded), encoded)
-    return _Trial(encoder.estimated_size(sample, group), None)
+    return _Trial(encoder.estimated_size(sample, group, dense=dense), None)
 
 
 def _update_trial(encoder: Encoder, parts: Parts, digest: str, header: dict[str, Any]) -> _Trial:
