@@ -46,6 +46,9 @@ MIN_COMPRESS = 512
 PARALLEL_FRAMES = 4
 _MAX_HEADER = 1 << 16
 
+#: Parses a header (decoded as UTF-8 first: ``json.loads`` would sniff the encoding of every object's header).
+_json_object = json.JSONDecoder().decode
+
 #: One stretch of an object: ``(offset in object, stored length, start in payload, decoded length, byte group)``.
 Block = tuple[int, int, int, int, int]
 
@@ -279,7 +282,7 @@ def read_header(stream: BinaryIO, label: str) -> dict:
     if len(body) != length:
         raise ObjectError(f"object {label} is truncated (in its header)")
     try:
-        header = json.loads(body)
+        header = _json_object(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ObjectError(f"object {label} is corrupt (bad header)") from exc
     if not isinstance(header, dict) or not _valid_header(header):
