@@ -120,7 +120,8 @@ class _Rebuilt:
 
 
 def _blocks_of(index: int, results: Iterator[_Done]) -> Iterator[memoryview]:
-    digest, hashing = hashlib.sha256(), deque[Pending[None]]()
+    digest = hashlib.sha256()
+    hashing: deque[Pending[None]] = deque()  # not deque[...](): a generic alias costs a microsecond per tensor
     for got, reader, data, last in results:
         assert got == index, "a tensor's blocks were not read to the end"
         # Every tensor is checked against its hash (a rebuilt one already was): zstd's frame checksums do not cover
