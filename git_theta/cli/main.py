@@ -42,10 +42,14 @@ def _run_filter(command: str, args: list[str]) -> int:
     # The filter never calls BLAS; OpenBLAS's threads, started when numpy loads, would spin on the cores the
     # filter's own threads need (a tenth of the CPU samples of a checkout). A user's own setting is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from git_theta.filters import run
-
     try:
-        getattr(run, command.replace("-", "_"))(*args)
+        from git_theta.git.repo import SettingsQuery
+
+        # git reads the settings while the filter's modules load (git waits on both at the start of every command)
+        settings = SettingsQuery()
+        from git_theta.filters import run
+
+        getattr(run, command.replace("-", "_"))(*args, settings=settings)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -67,25 +67,37 @@ def lfs_storage(cwd: str | None = None) -> str:
 
 def filter_settings(cwd: str | None = None) -> FilterSettings:
     """Return the LFS storage directory, ``theta.lazy`` and ``theta.maxDeltaDepth``, with one config read."""
-    pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
-    config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)  # beside rev-parse: every filter waits for both
-    paths_asked = ["--git-common-dir", "--git-path", "index", "--git-path", "hooks"]
-    try:
-        paths = output("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
-    except GitError:
-        finish(config, check=False)
-        raise UsageError("not inside a git repository; run this in one (or git init first)") from None
-    common, index, hooks = paths.splitlines()
-    listing = finish(config, check=False).stdout
-    settings = dict(item.split("\n", 1) for item in listing.decode().split("\0") if "\n" in item)
-    lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
-    depth = settings.get(DEPTH_KEY.lower(), str(DEFAULT_DEPTH)).strip()
-    if not depth.isdigit():
-        raise UsageError(f"{DEPTH_KEY} must be a whole number (0 stores every changed tensor whole), not {depth!r}")
-    configured = settings.get("lfs.storage", "").strip()
-    # git-lfs resolves a relative lfs.storage against the git directory (an absolute one stands as it is)
-    storage = os.path.join(common, os.path.expanduser(configured) if configured else "lfs")
-    return FilterSettings(storage, lazy, int(depth), index, hooks)
+    return SettingsQuery(cwd).settings()
+
+
+class SettingsQuery:
+    """The two git commands that read the filter settings, started side by side at once: they run while the caller
+    goes on (the filter loads its modules meanwhile); ``settings`` waits for them."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
+        self._config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)
+        paths_asked = ["--git-common-dir", "--git-path", "index", "--git-path", "hooks"]
+        self._paths = start("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
+
+    def settings(self) -> FilterSettings:
+        """The settings, once git has told them."""
+        config = finish(self._config, check=False)
+        try:
+            paths = finish(self._paths)  # outside a repository: NotARepositoryError
+        except GitError:
+            raise UsageError("not inside a git repository; run this in one (or git init first)") from None
+        common, index, hooks = paths.stdout.decode("utf-8", errors="surrogateescape").splitlines()
+        items = config.stdout.decode("utf-8", errors="surrogateescape").split("\0")
+        settings = dict(item.split("\n", 1) for item in items if "\n" in item)
+        lazy = settings.get(LAZY_KEY, "false").strip().lower() in ("true", "yes", "on", "1")
+        depth = settings.get(DEPTH_KEY.lower(), str(DEFAULT_DEPTH)).strip()
+        if not depth.isdigit():
+            raise UsageError(f"{DEPTH_KEY} must be a whole number (0 stores every changed tensor whole), not {depth!r}")
+        configured = settings.get("lfs.storage", "").strip()
+        # git-lfs resolves a relative lfs.storage against the git directory (an absolute one stands as it is)
+        storage = os.path.join(common, os.path.expanduser(configured) if configured else "lfs")
+        return FilterSettings(storage, lazy, int(depth), index, hooks)
 
 
 def resolve_tree(rev: str, cwd: str | None = None) -> str | None:

@@ -13,7 +13,7 @@ from functools import partial
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, FILTER_ATTRIBUTE, AttributeReader, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
-from git_theta.git.repo import DEFAULT_DEPTH, filter_settings
+from git_theta.git.repo import DEFAULT_DEPTH, SettingsQuery
 from git_theta.git.runner import GitError
 from git_theta.git.trees import Listing
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
@@ -74,9 +74,9 @@ class Session:
         self._listing: Listing | None = None
 
     @classmethod
-    def for_repository(cls) -> Session:
-        """The context of the repository git runs us in."""
-        settings = filter_settings()
+    def for_repository(cls, query: SettingsQuery | None = None) -> Session:
+        """The context of the repository git runs us in (its settings from ``query``, if it was started already)."""
+        settings = (query or SettingsQuery()).settings()
         store = LfsObjectStore(settings.storage)
         fetch = partial(fetch_objects, store=store)
         context = cls(store, BlobReader(), fetch, max_delta_depth=settings.max_delta_depth, index=settings.index_file)
