@@ -5,6 +5,8 @@ Every function runs git at ``cwd`` (the top of the working tree) and speaks path
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from typing import NamedTuple
 
 from git_theta.git.runner import finish, output, run, start
@@ -37,17 +39,32 @@ def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
 
 
 class Listing:
-    """Every file of the index and of HEAD, listed by two git processes side by side: started at once, read by
-    ``blobs`` when needed."""
+    """Every file of the index and of HEAD, listed by two git processes side by side: started at once (from a thread
+    of their own: starting a process takes a millisecond or two), read by ``blobs`` when needed."""
 
     def __init__(self, cwd: str) -> None:
-        self._index = start("ls-files", "-s", "-z", "--", cwd=cwd)
-        self._head = start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd)
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._error: BaseException | None = None
+        self._starting = threading.Thread(target=self._start, args=(cwd,), name="git-theta-listing", daemon=True)
+        self._starting.start()
+
+    def _start(self, cwd: str) -> None:
+        try:
+            self._processes.append(start("ls-files", "-s", "-z", "--", cwd=cwd))
+            self._processes.append(start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd))
+        except BaseException as exc:  # raised by blobs(), in the caller's thread
+            self._error = exc
 
     def blobs(self) -> tuple[dict[str, str], dict[str, str]]:
         """``({path: blob id} of the index, the same of HEAD)``; HEAD's is empty before the first commit."""
-        index = finish(self._index)
-        head = finish(self._head, check=False)
+        self._starting.join()
+        if self._error is not None:
+            for process in self._processes:
+                finish(process, check=False)
+            raise self._error
+        index_process, head_process = self._processes
+        head = finish(head_process, check=False)  # fails before the first commit
+        index = finish(index_process)
         return _index_records(index.stdout), _tree_records(head.stdout) if head.returncode == 0 else {}
 
 
