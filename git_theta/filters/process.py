@@ -13,6 +13,7 @@ from git_theta.git.pktline import (
     ProtocolError,
     TruncatedPacket,
     read_text_list,
+    widen_pipe,
     write_text_list,
 )
 from git_theta.session.context import Session
@@ -22,6 +23,8 @@ CAPABILITIES = ("clean", "smudge")
 
 def serve(stdin: BinaryIO, stdout: BinaryIO, context: Session) -> None:
     """Answer git's clean and smudge requests until git closes our input."""
+    for pipe in (stdin, stdout):  # 1 MiB ahead instead of 64 KiB: git and we wait on each other less often
+        widen_pipe(pipe)
     try:
         _handshake(stdin, stdout)
     except EOFError:

@@ -130,8 +130,6 @@ class PacketWriter(io.RawIOBase):
             self._fd: int | None = stream.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
             self._fd = None
-        if self._fd is not None:
-            _widen_pipe(self._fd)
 
     def writable(self) -> bool:
         return True
@@ -170,11 +168,12 @@ def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
             rest = rest[os.write(fd, rest) :]
 
 
-def _widen_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe to git (Linux only; elsewhere, or when refused, the pipe stays as it is)."""
+def widen_pipe(stream: BinaryIO) -> None:
+    """Ask for a 1 MiB pipe between git and ``stream`` (Linux only; elsewhere, when ``stream`` is not a pipe, or
+    when refused, it stays as it is)."""
     try:
         import fcntl
 
-        fcntl.fcntl(fd, _SETPIPE_SIZE, PIPE_SIZE)
-    except (ImportError, OSError):
+        fcntl.fcntl(stream.fileno(), _SETPIPE_SIZE, PIPE_SIZE)
+    except (ImportError, OSError, AttributeError, ValueError, io.UnsupportedOperation):
         pass
