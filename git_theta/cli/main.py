@@ -5,6 +5,7 @@ git starts the filter for every command that touches a checkpoint, so the filter
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import NoReturn
@@ -12,10 +13,15 @@ from typing import NoReturn
 from git_theta.errors import report
 
 FILTER_COMMANDS = ("filter-process", "clean", "smudge")
+#: Objects allocated between collections of the youngest generation (Python's default: 700). A command allocates
+#: many objects that live to its end (modules, metadata entries) and few reference cycles: collecting every 700
+#: allocations costs the filter ~3 ms of its start and ~3 ms per 2000 tensors, for nothing.
+YOUNG_COLLECTION = 100_000
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its status."""
+    gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in FILTER_COMMANDS and len(args) <= 2 and not any(a.startswith("-") for a in args[1:]):
         _leave_at_once(_run_filter(args[0], args[1:]))
