@@ -26,8 +26,7 @@ LARGE_FILE = 16 << 20
 
 def clean(stream: BinaryIO, path: str, context: Session) -> bytes:
     """Read a checkpoint from ``stream`` and return the metadata git should store for ``path``."""
-    if context.attributes is not None:
-        context.attributes.start()  # git check-attr starts while we read and look up the previous version
+    context.start_lookups()  # git check-attr and cat-file start while we read and look up the previous version
     head = _read_head(stream)
     if not head:
         return b""  # an empty file is kept as it is, like git-lfs does

@@ -68,6 +68,7 @@ def _handshake(stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 def _answer_clean(content: PacketReader, path: str, stdout: BinaryIO, context: Session) -> None:
+    context.start_lookups()  # the git processes a clean asks first start while its modules load
     from git_theta.filters.clean import clean
 
     result = clean(io.BufferedReader(content, buffer_size=1 << 16), path, context)

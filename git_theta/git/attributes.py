@@ -5,9 +5,9 @@ Every filter imports this module; writing the tracking lines of .gitattributes l
 
 from __future__ import annotations
 
-import subprocess
+from typing import IO
 
-from git_theta.git.runner import GitError, run, start_interactive, stop
+from git_theta.git.runner import GitError, Interactive, run
 
 #: A gitattribute that names a file's checkpoint format, e.g. ``*.ckpt filter=theta theta-checkpoint=torch``.
 CHECKPOINT_ATTRIBUTE = "theta-checkpoint"
@@ -23,20 +23,13 @@ def check_attr(attribute: str, paths: list[str], cwd: str | None = None) -> dict
     return {fields[i]: fields[i + 2] for i in range(0, len(fields) - 2, 3)}
 
 
-class AttributeReader:
+class AttributeReader(Interactive):
     """One long-lived ``git check-attr -z --stdin ATTRIBUTE...`` for a whole git command: each path's values without
     a git process each. ``start`` launches it ahead of the first question, to run beside what the caller does next."""
 
     def __init__(self, *attributes: str, cwd: str | None = None) -> None:
+        super().__init__("check-attr", "-z", "--stdin", *attributes, cwd=cwd)
         self._attributes = attributes
-        self._command = ["git", "check-attr", "-z", "--stdin", *attributes]
-        self._cwd = cwd
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start git, if it is not running yet."""
-        if self._process is None:
-            self._process = start_interactive(*self._command[1:], cwd=self._cwd)
 
     def value(self, path: str) -> str:
         """The first attribute's value for ``path`` ('unspecified' when unset)."""
@@ -44,30 +37,23 @@ class AttributeReader:
 
     def values(self, path: str) -> dict[str, str]:
         """``{attribute: value}`` for ``path`` (a value is 'unspecified' when unset)."""
-        self.start()
-        assert self._process is not None and self._process.stdin and self._process.stdout
-        self._process.stdin.write(path.encode("utf-8", errors="surrogateescape") + b"\0")
-        self._process.stdin.flush()
+        process = self.process()
+        assert process.stdin and process.stdout
+        process.stdin.write(path.encode("utf-8", errors="surrogateescape") + b"\0")
+        process.stdin.flush()
         values = {}
         for _ in self._attributes:  # git answers each as the path, the attribute, its value: at once
-            _, attribute, value = (self._field() for _ in range(3))
+            _, attribute, value = (self._field(process.stdout) for _ in range(3))
             values[attribute] = value
         return values
 
-    def _field(self) -> str:
-        assert self._process is not None and self._process.stdout
+    def _field(self, stdout: IO[bytes]) -> str:
         field = bytearray()
-        while (byte := self._process.stdout.read(1)) != b"\0":
+        while (byte := stdout.read(1)) != b"\0":
             if not byte:
-                raise GitError(self._command, self._process.poll() or -1, "stopped unexpectedly")
+                raise GitError(self.command, self.process().poll() or -1, "stopped unexpectedly")
             field += byte
         return field.decode("utf-8", errors="surrogateescape")
-
-    def close(self) -> None:
-        """Stop the git process."""
-        if self._process is not None:
-            stop(self._process)
-            self._process = None
 
 
 #: The attribute that hands a file to git-theta when it is ``filter=theta``.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import TYPE_CHECKING, NamedTuple
 
 from git_theta.errors import UsageError
-from git_theta.git.runner import GitError, finish, output, run, start
+from git_theta.git.runner import GitError, Launched, finish, output, run, start
 
 if TYPE_CHECKING:
     from pathlib import Path  # imported where a Path is made: the filters work with strings, and pathlib costs ms
@@ -76,15 +77,20 @@ class SettingsQuery:
 
     def __init__(self, cwd: str | None = None) -> None:
         pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
-        self._config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)
         paths_asked = ["--git-common-dir", "--git-path", "index", "--git-path", "hooks"]
-        self._paths = start("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
+
+        def both() -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+            config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)
+            return config, start("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
+
+        self._started = Launched(both)
 
     def settings(self) -> FilterSettings:
         """The settings, once git has told them."""
-        config = finish(self._config, check=False)
+        config_process, paths_process = self._started.result()
+        config = finish(config_process, check=False)
         try:
-            paths = finish(self._paths)  # outside a repository: NotARepositoryError
+            paths = finish(paths_process)  # outside a repository: NotARepositoryError
         except GitError:
             raise UsageError("not inside a git repository; run this in one (or git init first)") from None
         common, index, hooks = paths.stdout.decode("utf-8", errors="surrogateescape").splitlines()

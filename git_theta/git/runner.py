@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Generic, TypeVar, cast
 
 from git_theta.errors import GitThetaError, UsageError
+
+T = TypeVar("T")
 
 
 class GitError(GitThetaError):
@@ -59,6 +64,64 @@ def start(*args: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
 def start_interactive(*args: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
     """Start a long-lived ``git *args`` that answers question after question on its stdin (``stop`` ends it)."""
     return subprocess.Popen(["git", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+
+
+class Launched(Generic[T]):
+    """Something made on a thread of its own, git processes above all: Python waits for a new process to exec, a
+    millisecond or more, which the caller spends on its own work instead. ``result`` waits for it (and raises what
+    making it raised)."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._make, args=(make,), name="git-theta-launch", daemon=True)
+        self._thread.start()
+
+    def _make(self, make: Callable[[], T]) -> None:
+        try:
+            self._value = make()
+        except BaseException as exc:  # raised by result(), in the caller's thread
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
+
+
+class Interactive:
+    """A long-lived ``git ARGS`` that answers question after question on its stdin, for a whole git command.
+
+    ``start`` launches it on a thread of its own (see ``Launched``); the first question waits for it."""
+
+    def __init__(self, *args: str, cwd: str | None = None) -> None:
+        self.command = ["git", *args]
+        self._cwd = cwd
+        self._process: subprocess.Popen[bytes] | None = None
+        self._launching: Launched[subprocess.Popen[bytes]] | None = None
+
+    def start(self) -> None:
+        """Start git, unless it is running or starting already."""
+        if self._process is None and self._launching is None:
+            self._launching = Launched(partial(start_interactive, *self.command[1:], cwd=self._cwd))
+
+    def process(self) -> subprocess.Popen[bytes]:
+        """The running git process (started now, or waited for, if need be)."""
+        if self._process is None:
+            self.start()
+            assert self._launching is not None
+            launching, self._launching = self._launching, None
+            self._process = launching.result()
+        return self._process
+
+    def close(self) -> None:
+        """Stop the git process (one still starting is waited for first)."""
+        if self._launching is not None:
+            self.process()
+        if self._process is not None:
+            stop(self._process)
+            self._process = None
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -6,10 +6,9 @@ Every function runs git at ``cwd`` (the top of the working tree) and speaks path
 from __future__ import annotations
 
 import subprocess
-import threading
 from typing import NamedTuple
 
-from git_theta.git.runner import finish, output, run, start
+from git_theta.git.runner import Launched, finish, output, run, start
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SEPARATOR = "\x1f"
@@ -39,30 +38,19 @@ def index_blobs(pathspecs: list[str], cwd: str) -> dict[str, str]:
 
 
 class Listing:
-    """Every file of the index and of HEAD, listed by two git processes side by side: started at once (from a thread
-    of their own: starting a process takes a millisecond or two), read by ``blobs`` when needed."""
+    """Every file of the index and of HEAD, listed by two git processes side by side: started at once (on a thread
+    of their own, see ``runner.Launched``), read by ``blobs`` when needed."""
 
     def __init__(self, cwd: str) -> None:
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._error: BaseException | None = None
-        self._starting = threading.Thread(target=self._start, args=(cwd,), name="git-theta-listing", daemon=True)
-        self._starting.start()
+        def both() -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+            index = start("ls-files", "-s", "-z", "--", cwd=cwd)
+            return index, start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd)
 
-    def _start(self, cwd: str) -> None:
-        try:
-            self._processes.append(start("ls-files", "-s", "-z", "--", cwd=cwd))
-            self._processes.append(start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd))
-        except BaseException as exc:  # raised by blobs(), in the caller's thread
-            self._error = exc
+        self._started = Launched(both)
 
     def blobs(self) -> tuple[dict[str, str], dict[str, str]]:
         """``({path: blob id} of the index, the same of HEAD)``; HEAD's is empty before the first commit."""
-        self._starting.join()
-        if self._error is not None:
-            for process in self._processes:
-                finish(process, check=False)
-            raise self._error
-        index_process, head_process = self._processes
+        index_process, head_process = self._started.result()
         head = finish(head_process, check=False)  # fails before the first commit
         index = finish(index_process)
         return _index_records(index.stdout), _tree_records(head.stdout) if head.returncode == 0 else {}

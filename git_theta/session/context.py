@@ -85,6 +85,13 @@ class Session:
         context.hooks = settings.hooks
         return context
 
+    def start_lookups(self) -> None:
+        """Start the git processes that answer what a clean asks first (blobs and attributes), each on a thread of
+        its own: the caller goes on meanwhile."""
+        for reader in (self.blobs, self.attributes):
+            if reader is not None:
+                reader.start()
+
     def previous_blob(self, path: str) -> bytes | None:
         """Return what git stores for ``path`` in the index, or else in HEAD (None if neither has it)."""
         if self.blobs is None:
