@@ -81,23 +81,25 @@ class Command:
 
     def find(self, marker: str) -> psutil.Process:
         """Wait for the process under git whose command line contains ``marker`` (``filter-process``, ``git-lfs``)."""
+        return until(lambda: next(iter(self.every(marker)), None), f"a process {marker!r} under {self}", self)
 
-        def found() -> psutil.Process | None:
+    def every(self, marker: str) -> list[psutil.Process]:
+        """The processes under git now whose command line contains ``marker`` (a command may run several filters,
+        one after the other: a status's, then a checkout's)."""
+        try:
+            children = self.git.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        found = []
+        for child in children:
             try:
-                children = self.git.children(recursive=True)
-            except psutil.NoSuchProcess:
-                return None
-            for child in children:
-                try:
-                    line = child.cmdline()
-                    # git starts a filter through ``sh -c``, which may stay as its parent: we want the filter itself
-                    if line and Path(line[0]).name not in SHELLS and marker in " ".join(line):
-                        return child
-                except psutil.Error:
-                    continue
-            return None
-
-        return until(found, f"a process {marker!r} under {self}", self)
+                line = child.cmdline()
+                # git starts a filter through ``sh -c``, which may stay as its parent: we want the filter itself
+                if line and Path(line[0]).name not in SHELLS and marker in " ".join(line):
+                    found.append(child)
+            except psutil.Error:
+                continue
+        return found
 
     def wait(self, timeout: float = TIMEOUT) -> int:
         """Wait for git to end; return its exit code (negative: the signal that ended it)."""
