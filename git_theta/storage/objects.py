@@ -83,7 +83,8 @@ class LfsObjectStore:
 
         for path in Path(self._objects).glob("??/??/*"):
             oid = path.name
-            if len(oid) == 64 and str(path) == self.path(oid) and all(c in "0123456789abcdef" for c in oid):
+            where = (path.parent.parent.name, path.parent.name)  # not a string compare: Windows mixes separators
+            if len(oid) == 64 and where == (oid[0:2], oid[2:4]) and all(c in "0123456789abcdef" for c in oid):
                 yield oid, path
 
     def temporaries(self) -> Iterator[Path]:

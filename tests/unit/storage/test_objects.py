@@ -1,0 +1,35 @@
+"""The local LFS store on disk: objects where git-lfs keeps them, written atomically, listed exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from git_theta.storage.objects import TEMPORARY_PREFIX, LfsObjectStore
+
+
+def test_put_stores_by_content_and_lists_only_objects_in_their_place(tmp_path: Path) -> None:
+    store = LfsObjectStore(tmp_path / "lfs")
+    oid, size = store.put(b"weights")
+    assert (oid, size) == (hashlib.sha256(b"weights").hexdigest(), 7)
+    assert store.has(oid) and Path(store.path(oid)).read_bytes() == b"weights"
+    assert store.put(b"weights") == (oid, size)  # the same bytes again: the same object, nothing new
+    misplaced = tmp_path / "lfs" / "objects" / "00" / "00" / oid  # a copy in the wrong folders is no object of ours
+    misplaced.parent.mkdir(parents=True)
+    misplaced.write_bytes(b"weights")
+    (Path(store.path(oid)).parent / ("x" * 64)).write_bytes(b"")  # not a hex name
+    assert [found for found, _ in store.stored()] == [oid]
+    assert list(store.temporaries()) == []  # the temporary file was renamed into place
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = LfsObjectStore(str(tmp_path / "lfs"))  # a string root works as a Path does
+    writer = store.writer()
+    writer.write(b"partial")
+    assert [path.name.startswith(TEMPORARY_PREFIX) for path in store.temporaries()] == [True]
+    writer.abort()
+    assert list(store.temporaries()) == [] and not any(os.scandir(tmp_path / "lfs" / "tmp"))
+    fd, name = store.temporary_file()
+    os.close(fd)
+    assert Path(name).parent == tmp_path / "lfs" / "tmp" and oct(os.stat(name).st_mode & 0o777) == oct(0o600)
