@@ -30,7 +30,6 @@ UPDATE_TYPES = ("dense", "sparse", "low-rank", "ia3")
 LEAF = "lfs_metadata"
 _SHAPE = re.compile(r"^\((\s*\d+\s*(,\s*\d+\s*)*,?\s*)?\)$")
 _HEX = re.compile(r"^[0-9a-f]+$")
-#: A leaf, and so its marker, always appears within the first bytes of the file.
 
 
 class LegacyEntry(NamedTuple):

@@ -3,7 +3,8 @@ importing the rest of this package (its metadata parser compiles regular express
 
 from __future__ import annotations
 
-#: How far into a file its metadata keyword is looked for.
+#: How far into a file its metadata keyword is looked for: a leaf, and so the keyword, always appears within the
+#: first bytes of the file.
 SNIFF = 1 << 16
 
 

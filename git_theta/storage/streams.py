@@ -23,11 +23,14 @@ the same way.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING
 
 from git_theta.storage.bytegroup import Writable, interleave, split_bytes
 from git_theta.storage.errors import ObjectError
 from git_theta.storage.zstd import decompress, stream_compressor
+
+if TYPE_CHECKING:
+    import zstandard
 
 
 def encode_block(block: memoryview, group: int, signbit: bool) -> bytes:
@@ -58,8 +61,9 @@ def decode_block(
     interleave(streams, view[at:], out, start, group, tensor_size, signbit)
 
 
-#: The windows a stream is tried on first: PROBES of PROBE bytes each, evenly spread, for streams of at least
-#: PROBED bytes (an eighth of a 256 KiB stream: large enough that Huffman's table does not hide a small gain).
+#: The windows a stream is tried on first: PROBES of PROBE bytes each, evenly spread. Each window is large enough
+#: that the Huffman table's own size does not hide a small gain; together they are an eighth of the shortest stream
+#: probed (PROBED bytes, a float32 stream of a 1 MiB block). Shorter streams are compressed whole at once.
 PROBE, PROBES = 8 << 10, 4
 PROBED = 8 * PROBE * PROBES
 
@@ -74,6 +78,6 @@ def _compressed_or_raw(stream: memoryview) -> bytes | memoryview:
     return frame if len(frame) < len(stream) else stream
 
 
-def _any_window_shrinks(stream: memoryview, compressor: Any) -> bool:
+def _any_window_shrinks(stream: memoryview, compressor: zstandard.ZstdCompressor) -> bool:
     step = len(stream) // PROBES
     return any(len(compressor.compress(stream[at : at + PROBE])) < PROBE for at in range(0, step * PROBES, step))
