@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import struct
 import threading
 from collections.abc import Iterator
@@ -200,6 +201,7 @@ class ObjectReader:
 
     def __init__(self, stream: BinaryIO, tensor_hash: str, tensor_size: int, object_size: int, label: str) -> None:
         self.label, self._stream, self._lock = label, stream, threading.Lock()
+        self._fd = _file_descriptor(stream)
         self.header = read_header(stream, label)
         payload = stream.tell()  # the payload follows the header
         self.update: dict[str, Any] | None = self.header.get("update")
@@ -234,15 +236,13 @@ class ObjectReader:
     def read_block(self, block: Block, out: Writable | None = None) -> memoryview:
         """Decode one of ``blocks`` into ``out`` at its place in the tensor, or into a new buffer; return the bytes."""
         offset, length, start, expected, group = block
-        with self._lock:
-            self._stream.seek(offset)
-            stored = self._stream.read(length)
+        stored = self._read(offset, length)
         if len(stored) != length:
             raise ObjectError(f"object {self.label} is truncated")
         if self.codec == "raw":
             data = stored
         else:
-            target, at = (out, start) if out is not None else (bytearray(expected), 0)
+            target, at = (out, start) if out is not None else (tensor_buffer(expected), 0)
             if self.codec == "streams":
                 decode_block(stored, expected, group, self.signbit, target, at, self.size, self.label)
             else:
@@ -253,6 +253,13 @@ class ObjectReader:
             return memoryview(data)
         out[start : start + length] = data
         return memoryview(out)[start : start + length]
+
+    def _read(self, offset: int, length: int) -> bytes:
+        if self._fd is not None:  # straight from the file, no copy through the stream's buffer, no seek to share
+            return os.pread(self._fd, length, offset)
+        with self._lock:
+            self._stream.seek(offset)
+            return self._stream.read(length)
 
     def check_hash(self, digest: hashlib._Hash) -> None:
         """Compare the SHA-256 of the decoded tensor with the tensor's hash."""
@@ -268,6 +275,16 @@ class ObjectReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _file_descriptor(stream: BinaryIO) -> int | None:
+    """The file ``stream`` reads, where blocks can be read with ``os.pread`` (not on Windows, not in memory)."""
+    if not hasattr(os, "pread"):
+        return None
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def read_header(stream: BinaryIO, label: str) -> dict:

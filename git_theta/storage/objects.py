@@ -66,7 +66,7 @@ class LfsObjectStore:
     def open(self, oid: str) -> BinaryIO:
         """Open the object for reading, or say it is missing and what to do."""
         try:
-            return open(self.path(oid), "rb", buffering=1 << 20)
+            return open(self.path(oid), "rb", buffering=1 << 16)
         except FileNotFoundError:
             raise ObjectError(
                 f"object {oid[:12]} is missing from {self._objects}; "
