@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -202,6 +203,23 @@ def workers() -> int:
 def frame_executor() -> Pool:
     """Threads for the blocks of one large tensor; separate from the tensor workers that wait on them."""
     return Pool(workers(), "git-theta-frames")
+
+
+def import_meanwhile(module: str) -> None:
+    """Start importing ``module`` on a thread of its own, unless it is loaded: a slow import (numpy's, ~60 ms) then
+    runs while this thread waits on git or the disk. Whoever needs the module imports it as usual, waiting for the
+    import to finish, or seeing its error. The thread is joined at exit, never cut short."""
+    if module not in sys.modules:
+        threading.Thread(target=_import_quietly, args=(module,), name="git-theta-import").start()
+
+
+def _import_quietly(module: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass  # raised again, and reported, where the module is needed
 
 
 @cache

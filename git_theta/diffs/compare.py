@@ -1,4 +1,8 @@
-"""Comparing two sides of a checkpoint tensor by tensor: equal hashes are skipped, only changed tensors are read."""
+"""Comparing two sides of a checkpoint tensor by tensor: equal hashes are skipped, only changed tensors are read.
+
+The statistics (numeric.py) need numpy, imported at the first comparison: what changed is listed from git while it
+loads (cli/diff.py starts it).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,8 @@ from functools import partial
 from typing import Any
 
 from git_theta.checkpoints.base import Checkpoint, Decoded, Tensor
-from git_theta.diffs.numeric import Change, aligned, comparable, compare, compare_pairs
 from git_theta.diffs.parallel import ordered_map
-from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, CheckpointDiff, Layout, TensorDiff
+from git_theta.diffs.result import ADDED, MODIFIED, REMOVED, Change, CheckpointDiff, Layout, TensorDiff
 from git_theta.diffs.store import ObjectReader
 from git_theta.dtypes import itemsize
 from git_theta.metadata import CheckpointMetadata, TensorEntry
@@ -77,6 +80,8 @@ class Item:
 def side_by_side(old: Item, new: Item) -> Iterable[tuple[memoryview, memoryview]]:
     """The bytes of two versions of a tensor as pieces holding the same elements: decoded from their shared keyframe
     once when both are stored against one, else streamed one beside the other."""
+    from git_theta.diffs.numeric import aligned
+
     if old.stored is not None and new.stored is not None and old.stored.reader is new.stored.reader:
         pairs = new.stored.reader.pair_blocks(new.stored.path, new.name, old.stored.entry, new.stored.entry)
         if pairs is not None:
@@ -86,6 +91,8 @@ def side_by_side(old: Item, new: Item) -> Iterable[tuple[memoryview, memoryview]
 
 def since_previous(item: Item) -> Iterable[tuple[memoryview, memoryview]]:
     """The bytes of an item's previous value and its own, side by side, as ``side_by_side`` gives them."""
+    from git_theta.diffs.numeric import aligned
+
     previous = item.stored.entry.previous_entry() if item.stored is not None else None
     if item.stored is not None and previous is not None:
         pairs = item.stored.reader.pair_blocks(item.stored.path, item.name, previous, item.stored.entry)
@@ -97,6 +104,8 @@ def since_previous(item: Item) -> Iterable[tuple[memoryview, memoryview]]:
 
 def compare_values(old: Decoded | None, new: Decoded | None) -> Change | None:
     """Element-wise statistics of two tensors' values; None when they cannot be compared element by element."""
+    from git_theta.diffs.numeric import comparable, compare
+
     if old is None or new is None or old.shape != new.shape or not comparable(old.dtype, new.dtype):
         return None
     return compare(old.data, new.data, old.dtype, new.dtype)
@@ -225,6 +234,8 @@ def _pair(driving: Item, counterpart: Item | None, flip: bool) -> TensorDiff | N
         return TensorDiff(driving.name, REMOVED if flip else ADDED, *_sides(driving.layout, flip))
     if counterpart.layout == driving.layout and counterpart.digest() == driving.digest():
         return None
+    from git_theta.diffs.numeric import comparable, compare_pairs
+
     old, new = (driving, counterpart) if flip else (counterpart, driving)
     if old.encoding is not None or new.encoding is not None:  # compare what the bytes stand for
         old_values, new_values = old.values(old.load()), new.values(new.load())

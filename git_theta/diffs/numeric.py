@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
+from git_theta.diffs.result import Change
 from git_theta.dtypes import component_dtype, itemsize
 
 #: Elements converted to float64 at a time: the copies (a few of 512 KiB) stay in the CPU's cache.
@@ -28,24 +28,6 @@ CHUNK = 1 << 16
 _SAFE = (1e-100, 1e100)
 
 _BITS = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
-
-
-@dataclass(frozen=True)
-class Change:
-    """How a tensor of unchanged shape changed."""
-
-    changed: int
-    elements: int
-    l2: float
-    rel: float
-    cos: float
-    old_norm: float
-    new_norm: float
-
-    @property
-    def fraction(self) -> float:
-        """Fraction of elements that changed (0 for an empty tensor)."""
-        return self.changed / self.elements if self.elements else 0.0
 
 
 def reals(data: bytes | bytearray | memoryview, dtype: str) -> np.ndarray:

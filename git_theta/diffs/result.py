@@ -6,10 +6,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from git_theta.diffs.numeric import Change
 from git_theta.dtypes import element_count
 
 MODIFIED, ADDED, REMOVED = "modified", "added", "removed"
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a tensor of unchanged shape changed."""
+
+    changed: int
+    elements: int
+    l2: float
+    rel: float
+    cos: float
+    old_norm: float
+    new_norm: float
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of elements that changed (0 for an empty tensor)."""
+        return self.changed / self.elements if self.elements else 0.0
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import TextIO
 
 from git_theta.checkpoints.base import CheckpointError
 from git_theta.diffs.compare import Item, compare_values, since_previous
-from git_theta.diffs.numeric import Change, compare_pairs
+from git_theta.diffs.numeric import compare_pairs
 from git_theta.diffs.parallel import ordered_map
-from git_theta.diffs.result import fmt
+from git_theta.diffs.result import Change, fmt
 from git_theta.diffs.sides import side_of_file
 from git_theta.diffs.store import ObjectReader
 from git_theta.metadata import MetadataError

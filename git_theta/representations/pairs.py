@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from git_theta.dtypes import numpy_dtype
 from git_theta.metadata import DENSE, TensorEntry
@@ -26,6 +25,9 @@ from git_theta.storage.objects import ObjectStore
 AHEAD = 4
 
 _Blocks = tuple[Block, Block | None, Block | None]
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def keyframe_oid(entry: TensorEntry) -> str | None:
@@ -112,6 +114,8 @@ class _Pair:
         return old, new
 
     def _apply(self, base: memoryview, delta: ObjectReader | None, block: Block | None) -> memoryview:
+        import numpy as np
+
         from git_theta.updates.delta import add_zigzag_difference
 
         if delta is None or block is None:

@@ -7,16 +7,13 @@ needs memory for a few blocks instead of a few tensors.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import sys
-import threading
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, TypeAlias, cast
 
 from git_theta.checkpoints.buffers import keep_freed_memory
 from git_theta.metadata import DENSE, TensorEntry
-from git_theta.pipeline import Pending, Tasks, hash_executor, ordered_map, runs
+from git_theta.pipeline import Pending, Tasks, hash_executor, import_meanwhile, ordered_map, runs
 from git_theta.representations.read import DeltaBlocks, read_tensor
 from git_theta.storage.codec import BLOCK, Block, ObjectReader
 from git_theta.storage.objects import ObjectStore
@@ -48,7 +45,7 @@ def stream_tensors(
     if large:
         keep_freed_memory()
     if large or any(entry.update != DENSE for _, entry in tensors):
-        _import_numpy_meanwhile()
+        import_meanwhile("numpy")  # to un-group large tensors and apply updates: loaded as the first tensors stream
     tasks = _tasks(store, tensors)
     if executor is None:
         results: Iterator[_Done] = map(_decode, tasks)
@@ -57,13 +54,6 @@ def stream_tensors(
         results = (done for run in decoded for done in run)
     for index in range(len(tensors)):
         yield _blocks_of(index, results)
-
-
-def _import_numpy_meanwhile() -> None:
-    """Updates are applied, and large checkouts un-grouped, with numpy, which takes ~60 ms to import: import it
-    while the first tensors stream (bytegroup.py takes numpy once it is loaded)."""
-    if "numpy" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("numpy",)).start()  # joined at exit: never cut short
 
 
 def _tasks(store: ObjectStore, tensors: list[tuple[str, TensorEntry]]) -> Iterator[_Task]:

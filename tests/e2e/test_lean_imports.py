@@ -7,6 +7,8 @@ passes its stderr through, so a real ``git add`` and ``git checkout`` show what 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,11 @@ def test_a_fine_tuned_float32_tensor_is_stored_as_a_delta_without_ml_dtypes(repo
     assert staged.get("update") == "delta"  # the path that differences bit patterns ran
     assert "numpy" in added and "ml_dtypes" not in added
     assert not NOT_FOR_ANY_FILE & added  # a 1 MiB tensor is stored on the thread pool
+
+
+def test_the_diff_command_loads_numpy_beside_its_git_queries() -> None:
+    # git theta diff starts numpy's import on a thread of its own, then asks git what changed: its modules up to
+    # the first comparison must not import numpy themselves, or the import runs first, alone.
+    code = "import sys, git_theta.cli.diff, git_theta.diffs.targets; print('numpy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.decode().strip() == "False"
