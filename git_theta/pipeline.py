@@ -205,12 +205,26 @@ def frame_executor() -> Pool:
     return Pool(workers(), "git-theta-frames")
 
 
-def import_meanwhile(module: str) -> None:
-    """Start importing ``module`` on a thread of its own, unless it is loaded: a slow import (numpy's, ~60 ms) then
-    runs while this thread waits on git or the disk. Whoever needs the module imports it as usual, waiting for the
-    import to finish, or seeing its error. The thread is joined at exit, never cut short."""
-    if module not in sys.modules:
-        threading.Thread(target=_import_quietly, args=(module,), name="git-theta-import").start()
+def no_blas_threads() -> None:
+    """Keep OpenBLAS from starting threads of its own when numpy loads, unless the user set their number.
+
+    Commands that compare and rebuild tensors run them on this module's threads and never call BLAS for long;
+    OpenBLAS's threads busy-wait for work after numpy's import (0.1 CPU-s each here, a tenth of a checkout's
+    samples) on the cores those threads need. Set before numpy loads, and only where no child process runs a
+    user's code (a hook, a soup's evaluation command), which would inherit it.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def import_meanwhile(module: str) -> threading.Thread | None:
+    """Start importing ``module`` on a thread of its own, unless it is loaded, and return that thread: a slow import
+    (numpy's, ~60 ms) then runs while this thread waits on git or the disk. Whoever needs the module imports it as
+    usual, waiting for the import to finish, or seeing its error. The thread is joined at exit, never cut short."""
+    if module in sys.modules:
+        return None
+    thread = threading.Thread(target=_import_quietly, args=(module,), name="git-theta-import")
+    thread.start()
+    return thread
 
 
 def _import_quietly(module: str) -> None:

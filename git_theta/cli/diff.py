@@ -12,7 +12,7 @@ from git_theta.diffs.result import CheckpointDiff
 from git_theta.diffs.targets import Target, choose_targets, compare_targets
 from git_theta.git.repo import toplevel
 from git_theta.git.runner import run
-from git_theta.pipeline import import_meanwhile
+from git_theta.pipeline import import_meanwhile, no_blas_threads
 
 
 @click.command(cls=SeparatedCommand)
@@ -46,6 +46,7 @@ def diff(
 ) -> None:
     """Show, per changed tensor, how much it changed (index vs working tree by default, as git diff does); a sharded
     model (PATH: its directory or index json) is one checkpoint."""
+    no_blas_threads()  # this command's children are git's plumbing
     import_meanwhile("git_theta.diffs.numeric")  # numpy loads while git lists what changed
     top = toplevel()
     revisions, paths = split_args(list(args), top)

@@ -18,6 +18,7 @@ from git_theta.errors import UsageError
 from git_theta.git.attributes import tracked_by_theta
 from git_theta.git.repo import resolve_tree, toplevel
 from git_theta.git.trees import Commit, tree_blobs
+from git_theta.pipeline import no_blas_threads
 
 
 @click.command(cls=SeparatedCommand)
@@ -30,6 +31,7 @@ from git_theta.git.trees import Commit, tree_blobs
 def log(args: tuple[str, ...], max_count: int | None, form: str, patch: bool, sort: str, threshold: float) -> None:
     """Show the commits that changed the checkpoint PATH (a file, or a sharded model's directory or index json) and,
     for each, what changed and by how much."""
+    no_blas_threads()  # before numpy loads; this command's children are git's plumbing
     top = toplevel()
     revisions, paths = split_args(list(args), top)
     if len(paths) != 1:

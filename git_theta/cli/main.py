@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_filter(command: str, args: list[str]) -> int:
-    # The filter never calls BLAS; OpenBLAS's threads, started when numpy loads, would spin on the cores the
-    # filter's own threads need (a tenth of the CPU samples of a checkout). A user's own setting is kept.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from git_theta.git.repo import SettingsQuery
+        from git_theta.pipeline import no_blas_threads
+
+        no_blas_threads()  # the filter's children are git and git-lfs
 
         # git reads the settings while the filter's modules load (git waits on both at the start of every command)
         settings = SettingsQuery()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
 import pytest
 
+from git_theta import pipeline
 from git_theta.pipeline import INLINE, Pool, TaskCancelled, ordered_map, ordered_runs, tasks_for
 
 
@@ -95,3 +98,30 @@ def test_small_files_run_inline_and_large_ones_on_the_pool() -> None:
     assert tasks_for(1000, pool) is INLINE
     assert tasks_for(None, pool) is pool and tasks_for(64 << 20, pool) is pool
     assert INLINE.submit(len, b"abc").result() == 3
+
+
+def test_blas_threads_are_limited_unless_the_user_chose_their_number(monkeypatch) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    pipeline.no_blas_threads()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    pipeline.no_blas_threads()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "8"
+
+
+def test_a_module_is_imported_meanwhile_once_and_a_failed_import_is_left_to_its_importer(monkeypatch) -> None:
+    escaped: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    monkeypatch.delitem(sys.modules, "git_theta.diffs.numeric", raising=False)
+    thread = pipeline.import_meanwhile("git_theta.diffs.numeric")
+    assert thread is not None
+    thread.join()
+    assert "git_theta.diffs.numeric" in sys.modules
+    assert pipeline.import_meanwhile("git_theta.diffs.numeric") is None  # loaded: no second thread
+
+    missing = pipeline.import_meanwhile("git_theta.no_such_module")
+    assert missing is not None
+    missing.join()
+    assert escaped == []  # the error is raised again where the module is needed, not printed by the thread
+    with pytest.raises(ImportError):
+        __import__("git_theta.no_such_module")
