@@ -99,10 +99,11 @@ _kept: list[bool] = []
 def keep_freed_memory() -> None:
     """Have glibc's malloc keep freed memory for the next allocation, once per process (elsewhere, nothing).
 
-    Decoding, differencing and grouping a large checkpoint allocate and free blocks of about 1 MiB on every thread.
-    By default glibc maps such blocks afresh and unmaps them when freed, so each costs a page fault per 4 KiB, and
-    threads faulting at once contend for the process's memory map: a tenth of a whole fine-tune's `git add`
-    (benchmarks/README.md). Called when a large file is met: ``ctypes`` costs 2.5 ms to import.
+    Decoding, differencing and grouping a large checkpoint allocate and free blocks of about 1 MiB on every thread,
+    and comparing one converts chunks of it to float64. By default glibc maps such blocks afresh and unmaps them
+    when freed, so each costs a page fault per 4 KiB, and threads faulting at once contend for the process's memory
+    map: a tenth of a whole fine-tune's `git add`, a sixth of its `git theta diff` (benchmarks/README.md). Called
+    when a large file or tensor is met: ``ctypes`` costs 2.5 ms to import.
     """
     if _kept or not sys.platform.startswith("linux"):
         return

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from git_theta.checkpoints.buffers import keep_freed_memory
 from git_theta.diffs.result import Change
 from git_theta.dtypes import component_dtype, itemsize
 
@@ -111,6 +112,8 @@ class Sums:
     def add(self, old: memoryview, new: memoryview) -> None:
         """Add a piece of each tensor (the same elements of both)."""
         count = len(old) // self.old_size
+        if count > CHUNK:  # a large tensor: its chunks' float64 copies are allocated and freed, over and over
+            keep_freed_memory()
         for start in range(0, count, CHUNK):
             stop = min(count, start + CHUNK)
             self._add_chunk(
