@@ -279,7 +279,7 @@ class ObjectReader:
 
 def _file_descriptor(stream: BinaryIO) -> int | None:
     """The file ``stream`` reads, where blocks can be read with ``os.pread`` (not on Windows, not in memory)."""
-    if not hasattr(os, "pread"):
+    if isinstance(stream, io.BytesIO) or not hasattr(os, "pread"):  # a piece of a pack; Windows
         return None
     try:
         return stream.fileno()
