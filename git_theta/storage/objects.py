@@ -148,37 +148,69 @@ class LfsObjectStore:
         os.replace(temporary, dest)
 
 
+#: Pieces of an object smaller than this are gathered into one write; larger ones are written as they come.
+GATHER_BELOW = 64 << 10
+
+
 class _LfsObjectWriter:
-    """Writes to a temporary file while hashing, then renames into place (never a half-written object)."""
+    """Writes to a temporary file while hashing, then renames into place (never a half-written object).
+
+    Large pieces (a block's frame, about 1 MiB) go to the file as they are, without a copy through a buffer; small
+    ones (a header, a frame table) are gathered until a large one comes, or the end.
+    """
 
     def __init__(self, store: LfsObjectStore) -> None:
         self._store = store
-        fd, self._path = store.temporary_file()
-        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._fd, self._path = store.temporary_file()
         self._hash = hashlib.sha256()
         self._size = 0
+        self._small: list[bytes] = []
+        self._small_size = 0
 
     def write(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
-        self._file.write(data)
         self._size += len(data)
+        if len(data) >= GATHER_BELOW:
+            self._write_out(data)
+            return
+        self._small.append(bytes(data))  # the caller may reuse its buffer
+        self._small_size += len(data)
+        if self._small_size >= GATHER_BELOW:
+            self._write_out(b"")
+
+    def _write_out(self, data: bytes | memoryview) -> None:
+        """Write the gathered small pieces, then ``data``."""
+        gathered, self._small, self._small_size = b"".join(self._small), [], 0
+        for part in (gathered, data):
+            view = memoryview(part)
+            while view:  # a write to a file is cut short only by a signal, or raises (a full disk)
+                view = view[os.write(self._fd, view) :]
 
     def reset(self) -> None:
-        self._file.seek(0)
-        self._file.truncate()
+        self._small, self._small_size = [], 0
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
         self._hash = hashlib.sha256()
         self._size = 0
 
     def commit(self) -> tuple[str, int]:
-        self._file.close()
+        try:
+            self._write_out(b"")
+        finally:
+            self._close()
         oid = self._hash.hexdigest()
         self._store.install(self._path, oid)
         return oid, self._size
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError):  # flushing the buffer fails again on a full disk; the first error is told
-            self._file.close()
+        with contextlib.suppress(OSError):  # the first error (a full disk) is the one to tell
+            self._close()
         _remove(self._path)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:  # closed once only: the number may be another file's by now
+            os.close(fd)
 
 
 def _remove(path: str) -> None:
