@@ -182,7 +182,7 @@ class _LfsObjectWriter:
         """Write the gathered small pieces, then ``data``."""
         gathered, self._small, self._small_size = b"".join(self._small), [], 0
         for part in (gathered, data):
-            view = memoryview(part)
+            view = memoryview(part).cast("B")
             while view:  # a write to a file is cut short only by a signal, or raises (a full disk)
                 view = view[os.write(self._fd, view) :]
 

@@ -6,7 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from git_theta.storage.objects import TEMPORARY_PREFIX, LfsObjectStore
+import pytest
+
+from git_theta.storage.objects import GATHER_BELOW, TEMPORARY_PREFIX, LfsObjectStore
 
 
 def test_put_stores_by_content_and_lists_only_objects_in_their_place(tmp_path: Path) -> None:
@@ -33,3 +35,37 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     fd, name = store.temporary_file()
     os.close(fd)
     assert Path(name).parent == tmp_path / "lfs" / "tmp" and oct(os.stat(name).st_mode & 0o777) == oct(0o600)
+
+
+def test_the_writer_keeps_the_order_of_small_and_large_pieces_and_starts_over_on_reset(tmp_path: Path) -> None:
+    store = LfsObjectStore(tmp_path / "lfs")
+    large = os.urandom(GATHER_BELOW + 5)
+    writer = store.writer()
+    writer.write(b"discarded")
+    writer.reset()
+    pieces = [b"header", memoryview(large), b"a", b"b", bytearray(os.urandom(GATHER_BELOW)), b"table"]
+    for piece in pieces:
+        writer.write(piece)
+    expected = b"".join(bytes(piece) for piece in pieces)
+    oid, size = writer.commit()
+    assert (oid, size) == (hashlib.sha256(expected).hexdigest(), len(expected))
+    assert Path(store.path(oid)).read_bytes() == expected
+
+
+def test_a_writer_whose_last_write_failed_closes_its_file_once(tmp_path: Path, monkeypatch) -> None:
+    store = LfsObjectStore(tmp_path / "lfs")
+    writer = store.writer()
+    writer.write(b"gathered, written at the commit")
+
+    def full_disk(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        writer.commit()
+    monkeypatch.undo()
+    other = os.open(tmp_path / "other", os.O_CREAT | os.O_WRONLY)  # may reuse the writer's descriptor number
+    writer.abort()  # must not close ``other``
+    os.write(other, b"still open")
+    os.close(other)
+    assert list(store.temporaries()) == []
