@@ -8,12 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from git_theta.errors import GitThetaError
+from git_theta.git.index_lock import take
 from git_theta.git.runner import output
-
-
-class IndexLockedError(GitThetaError):
-    """Another git process holds the index."""
 
 
 @contextmanager
@@ -25,13 +21,7 @@ def one_index_change(cwd: str | None = None) -> Iterator[dict[str, str]]:
     """
     index = Path(output("rev-parse", "--path-format=absolute", "--git-path", "index", cwd=cwd))
     lock = index.with_name(index.name + ".lock")
-    try:
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
-        raise IndexLockedError(
-            f"{lock} exists: another git process seems to be running in this repository; if not, remove that file "
-            "and try again"
-        ) from None
+    take(lock)
     scratch = index.with_name(index.name + ".theta-add")
     try:
         for stale in (scratch, scratch.with_name(scratch.name + ".lock")):  # left by a killed run; ours alone now

@@ -156,3 +156,16 @@ def test_ls_lists_checkpoints_and_tensors(repo: Path) -> None:
 
     missing = theta("ls", "HEAD", "nothing.safetensors", cwd=repo, check=False)
     assert missing.returncode == 2 and b"no tracked checkpoint matches" in missing.stderr
+
+
+def test_theta_add_refuses_while_another_git_command_holds_the_index(repo: Path) -> None:
+    save_safetensors(repo / "model.safetensors", random_model())
+    lock = repo / ".git" / "index.lock"
+    lock.write_bytes(b"")  # as a running (or crashed) git command leaves it
+    result = theta("add", "model.safetensors", cwd=repo, check=False)
+    message = result.stderr.decode()
+    assert result.returncode != 0 and "another git command is running" in message and str(lock) in message
+    assert message.count("\n") == 1 and "Traceback" not in message
+    assert lock.exists()  # not ours to remove
+    lock.unlink()
+    assert git("diff", "--cached", "--name-only", cwd=repo).stdout == b""  # nothing was staged
