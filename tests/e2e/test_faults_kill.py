@@ -176,6 +176,9 @@ def test_kill_during_pull_then_pull_again_gives_the_checkpoint(
                 return next((p for p in pull.every("filter-process") if smudged(p) >= len(original) // 2), None)
 
             filter_process = until(halfway, "half the checkpoint smudged", pull)
+            # Stopped at once, it cannot finish the checkout while the group is looked up and killed (a fast
+            # checkout of the other half could, and the pull then ended well before any kill).
+            filter_process.suspend()
             filter_process.kill() if point == "filter" else pull.kill_group()
         code = pull.wait()
     if point == "git-lfs" and code == 0:  # the checkout's filter downloaded what the killed git-lfs had not
