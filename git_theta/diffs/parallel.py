@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from git_theta import pipeline
@@ -14,5 +13,5 @@ Out = TypeVar("Out")
 
 def ordered_map(fn: Callable[[In], Out], items: Iterable[In]) -> Iterator[Out]:
     """Yield ``fn(item)`` in input order with only a few items in flight, so a streamed file is never held whole."""
-    with ThreadPoolExecutor(pipeline.workers()) as pool:
+    with pipeline.Pool(pipeline.workers(), "git-theta-compare") as pool:
         yield from pipeline.ordered_map(pool, fn, items, pipeline.workers() + 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,7 +15,7 @@ from git_theta.git.repo import resolve_tree
 from git_theta.git.trees import index_blobs, tree_blobs, unmerged_paths, worktree_changes
 from git_theta.legacy.sniff import is_legacy_metadata
 from git_theta.metadata import MAGIC, CheckpointMetadata, MetadataError, is_metadata
-from git_theta.pipeline import ordered_map, workers
+from git_theta.pipeline import Pool, ordered_map, workers
 
 HEAD_SIZE = 4096
 #: What the working tree holds for a checkpoint.
@@ -98,7 +97,7 @@ def worktree_hashes(file: Path, path: str, recorded_type: str) -> dict[str, str]
         explicit = None if value in ("unspecified", "unset", "set") else value
         plugin = detect(path, head, explicit or recorded_type)
         _, tensors = plugin().read(stream, path)
-        with ThreadPoolExecutor(workers()) as executor:  # sha256 releases the GIL
+        with Pool(workers(), "git-theta-hash-files") as executor:  # sha256 releases the GIL
             hashed = ordered_map(executor, _hash, tensors, workers() + 1, size=lambda t: len(t.data))
             return dict(hashed)
 
