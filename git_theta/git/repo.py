@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import TYPE_CHECKING, NamedTuple
 
 from git_theta.errors import UsageError
-from git_theta.git.runner import GitError, Launched, finish, output, run, start
+from git_theta.git.runner import GitError, finish, output, run, start_side_by_side
 
 if TYPE_CHECKING:
     from pathlib import Path  # imported where a Path is made: the filters work with strings, and pathlib costs ms
@@ -78,12 +77,9 @@ class SettingsQuery:
     def __init__(self, cwd: str | None = None) -> None:
         pattern = r"^(lfs\.storage|theta\.lazy|theta\.maxdeltadepth)$"
         paths_asked = ["--git-common-dir", "--git-path", "index", "--git-path", "hooks"]
-
-        def both() -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-            config = start("config", "-z", "--get-regexp", pattern, cwd=cwd)
-            return config, start("rev-parse", "--path-format=absolute", *paths_asked, cwd=cwd)
-
-        self._started = Launched(both)
+        self._started = start_side_by_side(
+            ["config", "-z", "--get-regexp", pattern], ["rev-parse", "--path-format=absolute", *paths_asked], cwd=cwd
+        )
 
     def settings(self) -> FilterSettings:
         """The settings, once git has told them."""

@@ -124,6 +124,12 @@ class Interactive:
             self._process = None
 
 
+def start_side_by_side(*commands: Sequence[str], cwd: str | None = None) -> Launched[list[subprocess.Popen[bytes]]]:
+    """Start several git commands (``start``) on a thread of their own, to run side by side while the caller goes on;
+    ``result()`` gives their processes, in order."""
+    return Launched(lambda: [start(*args, cwd=cwd) for args in commands])
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """End a git process ``start_interactive`` started: close its input and wait for it."""
     assert process.stdin

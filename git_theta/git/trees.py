@@ -5,10 +5,9 @@ Every function runs git at ``cwd`` (the top of the working tree) and speaks path
 
 from __future__ import annotations
 
-import subprocess
 from typing import NamedTuple
 
-from git_theta.git.runner import Launched, finish, output, run, start
+from git_theta.git.runner import finish, output, run, start_side_by_side
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SEPARATOR = "\x1f"
@@ -42,11 +41,9 @@ class Listing:
     of their own, see ``runner.Launched``), read by ``blobs`` when needed."""
 
     def __init__(self, cwd: str) -> None:
-        def both() -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-            index = start("ls-files", "-s", "-z", "--", cwd=cwd)
-            return index, start("ls-tree", "-r", "-z", "--full-tree", "HEAD", "--", cwd=cwd)
-
-        self._started = Launched(both)
+        self._started = start_side_by_side(
+            ["ls-files", "-s", "-z", "--"], ["ls-tree", "-r", "-z", "--full-tree", "HEAD", "--"], cwd=cwd
+        )
 
     def blobs(self) -> tuple[dict[str, str], dict[str, str]]:
         """``({path: blob id} of the index, the same of HEAD)``; HEAD's is empty before the first commit."""
