@@ -98,6 +98,8 @@ def shape_error(dtype: str, shape: object) -> str | None:
         if type(dim) is not int or dim < 0:
             return f"has shape {_preview(shape)}, which is not a list of non-negative integers"
         count *= dim
+        if count > MAX_NBYTES:  # too large already: a hostile list of huge dimensions must not grow a huge integer
+            count = MAX_NBYTES + 1
         if dim > largest:
             largest = dim
     if len(shape) > MAX_DIMS:

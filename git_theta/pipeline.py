@@ -167,8 +167,13 @@ class Pool:
         if queue is None:
             return
         if cancel_futures:
-            while not queue.empty():
-                task = queue.get_nowait()
+            from queue import Empty
+
+            while True:
+                try:  # the threads may take the last task between a check for one and the taking
+                    task = queue.get_nowait()
+                except Empty:
+                    break
                 if task is not None:
                     task.cancel()
         for _ in threads:

@@ -6,9 +6,10 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from git_theta.errors import GitThetaError, UsageError
+from git_theta.pipeline import Task
 
 T = TypeVar("T")
 
@@ -72,22 +73,11 @@ class Launched(Generic[T]):
     making it raised)."""
 
     def __init__(self, make: Callable[[], T]) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._make, args=(make,), name="git-theta-launch", daemon=True)
-        self._thread.start()
-
-    def _make(self, make: Callable[[], T]) -> None:
-        try:
-            self._value = make()
-        except BaseException as exc:  # raised by result(), in the caller's thread
-            self._error = exc
+        self._task = Task(make, ())
+        threading.Thread(target=self._task.run, name="git-theta-launch", daemon=True).start()
 
     def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return cast(T, self._value)
+        return self._task.result()
 
 
 class Interactive:

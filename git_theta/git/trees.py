@@ -52,6 +52,12 @@ class Listing:
         index = finish(index_process)
         return _index_records(index.stdout), _tree_records(head.stdout) if head.returncode == 0 else {}
 
+    def stop(self) -> None:
+        """End the listing unread: a large repository's is not read out only to be thrown away."""
+        for process in self._started.result():
+            process.kill()
+            finish(process, check=False)
+
 
 def _tree_records(listing: bytes) -> dict[str, str]:
     blobs = {}

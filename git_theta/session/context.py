@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import suppress
 from functools import partial
 
 from git_theta.git.attributes import CHECKPOINT_ATTRIBUTE, FILTER_ATTRIBUTE, AttributeReader, tracked_by_theta
 from git_theta.git.catfile import BlobReader
 from git_theta.git.invocation import only_displaying
 from git_theta.git.repo import DEFAULT_DEPTH, SettingsQuery
-from git_theta.git.runner import GitError
 from git_theta.git.trees import Listing
 from git_theta.metadata import CheckpointMetadata, MetadataError, TensorEntry, is_metadata
 from git_theta.pipeline import Pool, frame_executor, workers
@@ -180,8 +178,7 @@ class Session:
 
     def _drop_listing(self) -> None:
         if self._listing is not None:
-            with suppress(GitError):
-                self._listing.blobs()  # let git finish; what it listed is not needed
+            self._listing.stop()  # what it lists is not needed
             self._listing = None
 
 

@@ -24,3 +24,10 @@ def test_listing_before_and_after_the_first_commit(tmp_path: Path) -> None:
     staged, committed = Listing(str(tmp_path)).blobs()
     assert staged == index_blobs([], str(tmp_path)) and set(staged) == {"a.txt", "sub/b c.txt"}
     assert committed == tree_blobs("HEAD", [], str(tmp_path)) and set(committed) == {"a.txt"}
+
+
+def test_a_listing_stopped_unread_leaves_no_git_process(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    listing = Listing(str(tmp_path))
+    listing.stop()
+    assert all(process.returncode is not None for process in listing._started.result())  # ended and reaped
