@@ -9,8 +9,10 @@ import resource
 import signal
 import subprocess
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.faults import (
@@ -103,16 +105,20 @@ def test_two_worktrees_adding_checkpoints_that_share_tensors_at_once(repo: Path,
     save_safetensors(other / MODEL, tuned)
     originals = {repo: (repo / MODEL).read_bytes(), other: (other / MODEL).read_bytes()}
 
-    with running("add", MODEL, cwd=repo) as first, running("add", MODEL, cwd=other) as second:
-        # Both filters are at work at the same time: the first waits, stopped, until the second has started.
+    with running("add", MODEL, cwd=repo) as first:
+        # Both filters are at work at the same time: the first waits, stopped, until the second has started (which
+        # starts only then: started together, a fast second add could end before the first filter was found).
         first_filter = first.find("filter-process")
         first_filter.suspend()
         try:
-            second.find("filter-process")
+            with running("add", MODEL, cwd=other) as second:
+                second.find("filter-process")
+                first_filter.resume()
+                assert second.wait() == 0, second.stderr()
         finally:
-            first_filter.resume()
+            with suppress(psutil.NoSuchProcess):
+                first_filter.resume()
         assert first.wait() == 0, first.stderr()
-        assert second.wait() == 0, second.stderr()
 
     for worktree in (repo, other):
         git("commit", "-q", "-m", f"model of {worktree.name}", cwd=worktree)
