@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -101,6 +101,22 @@ class Command:
                 continue
         return found
 
+    def held_filter(self) -> psutil.Process:
+        """Wait for the filter that ``held_filters`` stopped at its start; ``resume()`` lets it go on."""
+
+        def stopped() -> psutil.Process | None:
+            try:
+                children = self.git.children(recursive=True)
+            except psutil.NoSuchProcess:
+                return None
+            for child in children:
+                with suppress(psutil.Error):
+                    if child.status() == psutil.STATUS_STOPPED:
+                        return child
+            return None
+
+        return until(stopped, f"the filter of {self} stopped at its start", self)
+
     def wait(self, timeout: float = TIMEOUT) -> int:
         """Wait for git to end; return its exit code (negative: the signal that ended it)."""
         return self.process.wait(timeout)
@@ -140,6 +156,17 @@ class Command:
         self._said = self.stderr()
         self._out.close()
         self._err.close()
+
+
+def held_filters(repo: Path) -> dict[str, str]:
+    """The environment of a git command whose git-theta filter stops itself (SIGSTOP) before it starts: git waits
+    for its handshake meanwhile, so the command cannot end before the test has found the filter (``held_filter``)."""
+    command = git("config", "--get", "filter.theta.process", cwd=repo).stdout.decode().strip()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "filter.theta.process",
+        "GIT_CONFIG_VALUE_0": f"kill -STOP $$; exec {command}",  # git runs it with sh -c: exec keeps the pid
+    }
 
 
 @contextmanager

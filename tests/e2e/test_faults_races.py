@@ -9,10 +9,8 @@ import resource
 import signal
 import subprocess
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.faults import (
@@ -23,6 +21,7 @@ from tests.faults import (
     big_model,
     check_out_again,
     commit_again_and_check_out,
+    held_filters,
     running,
     stored_objects,
     temporary_files,
@@ -105,20 +104,15 @@ def test_two_worktrees_adding_checkpoints_that_share_tensors_at_once(repo: Path,
     save_safetensors(other / MODEL, tuned)
     originals = {repo: (repo / MODEL).read_bytes(), other: (other / MODEL).read_bytes()}
 
-    with running("add", MODEL, cwd=repo) as first:
-        # Both filters are at work at the same time: the first waits, stopped, until the second has started (which
-        # starts only then: started together, a fast second add could end before the first filter was found).
-        first_filter = first.find("filter-process")
-        first_filter.suspend()
-        try:
-            with running("add", MODEL, cwd=other) as second:
-                second.find("filter-process")
-                first_filter.resume()
-                assert second.wait() == 0, second.stderr()
-        finally:
-            with suppress(psutil.NoSuchProcess):
-                first_filter.resume()
+    with (
+        running("add", MODEL, cwd=repo, env=held_filters(repo)) as first,
+        running("add", MODEL, cwd=other, env=held_filters(other)) as second,
+    ):
+        # Both filters are held at their start until both exist, then let go at once: they store at the same time.
+        for held in [first.held_filter(), second.held_filter()]:
+            held.resume()
         assert first.wait() == 0, first.stderr()
+        assert second.wait() == 0, second.stderr()
 
     for worktree in (repo, other):
         git("commit", "-q", "-m", f"model of {worktree.name}", cwd=worktree)
