@@ -9,8 +9,6 @@ content-addressed (so an unchanged header is never stored or sent again), and wr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from typing import Any
 
@@ -27,6 +25,8 @@ def store_format(value: Any, store: ObjectStore, encoder: Encoder) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = memoryview(value).cast("B")
         if len(data) <= INLINE_BYTES:
+            import base64  # only for a format with byte strings (GGUF): ~1 ms of every filter start otherwise
+
             return {BYTES_INLINE: base64.b64encode(data).decode("ascii")}
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         oid, stored = encoder.store_dense(store, data, digest, 1)
@@ -42,6 +42,9 @@ def load_format(value: Any, store: ObjectStore, path: str) -> Any:
     """``value`` with every byte string back as ``bytes``, read from its object when stored as one."""
     if isinstance(value, dict):
         if set(value) == {BYTES_INLINE}:
+            import base64
+            import binascii
+
             try:
                 return base64.b64decode(str(value[BYTES_INLINE]), validate=True)
             except binascii.Error as exc:
