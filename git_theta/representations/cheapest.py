@@ -2,7 +2,8 @@
 
 Candidates are the tensor compressed on its own, the ``delta`` of its bit patterns from the previous value, and,
 when few elements changed, a ``sparse`` list of them. Small tensors are encoded every way and the smallest kept;
-large ones are judged on a sample of blocks.
+large ones are judged on a sample of blocks. An update far smaller than the keyframe's object wins without the
+tensor being encoded whole as well (see ``_clearly_smaller``).
 
 Updates are taken against the *keyframe* of the previous value, the version of the tensor last stored whole, not
 against the previous value itself: every version then rebuilds from two objects, however long the history, so
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 ENCODE_ALL = 4 << 20
 #: A sparse update is tried when at most this fraction of the elements changed.
 SPARSE_FRACTION = 1 / 16
+#: An update at most this fraction of its keyframe's stored size is kept without encoding the tensor whole.
+CLEARLY_SMALLER = 7 / 8
 
 
 def cheapest(
@@ -71,17 +74,19 @@ def _store_cheapest(
     group = itemsize(spec.dtype)
     encoder = context.encoder
     if candidates:
-        write_dense = partial(encoder.write_dense, data=data, digest=digest, group=group)
-        dense = _trial(encoder, len(data), group, write_dense, data, dense=True)
+        assert base is not None  # there are candidates only with a base
         trials = [_update_trial(encoder, parts, digest, header) for _, parts, header in candidates]
         best = min(range(len(candidates)), key=lambda index: trials[index].size)
-        if trials[best].size < dense.size:
+        dense = None
+        if not _clearly_smaller(trials[best].size, base, data, group):
+            write_dense = partial(encoder.write_dense, data=data, digest=digest, group=group)
+            dense = _trial(encoder, len(data), group, write_dense, data, dense=True)
+        if dense is None or trials[best].size < dense.size:
             name, parts, header = candidates[best]
             if (encoded := trials[best].encoded) is not None:
                 oid, stored = context.store.put(encoded)
             else:
                 oid, stored = encoder.store_update(context.store, parts, digest, header)
-            assert base is not None  # there are candidates only with a base
             return TensorEntry(spec.dtype, spec.shape, len(data), digest, oid, stored, name, (base.link, *base.base))
         if dense.encoded is not None:
             oid, stored = context.store.put(dense.encoded)
@@ -258,6 +263,24 @@ def _usable_base(context: Session, spec: TensorSpec, digest: str, previous: Tens
     if not context.store.has(keyframe.oid):
         return None  # a lazy checkout: not worth a download
     return keyframe
+
+
+def _clearly_smaller(size: int, keyframe: TensorEntry, data: memoryview, group: int) -> bool:
+    """Whether an update of ``size`` bytes is so much smaller than the keyframe's own object that storing the tensor
+    (``data``, elements of ``group`` bytes) whole would not win: encoding it whole only to find that out (every
+    tensor of a fine-tune) is then skipped.
+
+    An update that small means most values are close to the keyframe's, so whole they would take about what the
+    keyframe does; unless many became zero (a pruned tensor, which whole may take less than its update): then both
+    are encoded. The keyframe's size is recorded in the metadata, so the choice depends on the file and its
+    history alone.
+    """
+    if keyframe.packed is not None or size > CLEARLY_SMALLER * keyframe.stored or group not in (1, 2, 4, 8):
+        return False
+    import numpy as np
+
+    elements = np.frombuffer(data, dtype=f"u{group}")
+    return bool(elements.size - np.count_nonzero(elements) <= SPARSE_FRACTION * elements.size)
 
 
 def keyframe_of(entry: TensorEntry) -> TensorEntry:

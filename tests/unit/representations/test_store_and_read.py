@@ -133,6 +133,31 @@ def test_a_one_percent_change_is_stored_in_a_few_percent() -> None:
     assert bytes(read_tensor(store, entry, "w")) == changed.tobytes()
 
 
+def test_a_fine_tuned_tensor_is_not_encoded_whole_but_a_pruned_or_rewritten_one_is(monkeypatch) -> None:
+    """Up to 4 MiB: an update far smaller than its keyframe's object is kept without encoding the tensor whole too,
+    unless many elements became zero; otherwise both are encoded and the smaller kept."""
+    rng = np.random.default_rng(3)
+    store = MemoryObjectStore()
+    context = Session(store)
+    value = (rng.standard_normal((512, 384)) * 0.02).astype(np.float32)
+    spec = TensorSpec("w", "F32", value.shape)
+    _, first = store_tensor(context, Tensor(spec, raw_bytes(value)))
+    context.previous["w"] = first
+    encoded_whole = []
+    real_write_dense = Encoder.write_dense
+    monkeypatch.setattr(Encoder, "write_dense", lambda *a, **k: encoded_whole.append(1) or real_write_dense(*a, **k))
+
+    tuned = value + (rng.standard_normal(value.shape) * 4e-5).astype(np.float32)
+    pruned = np.where(np.abs(value) < np.median(np.abs(value)), np.float32(0), value)  # its delta: 0.67 of first's
+    rewritten = (rng.standard_normal(value.shape) * 0.02).astype(np.float32)
+    for new, update, encoded in ((tuned, "delta", []), (pruned, "dense", [1]), (rewritten, "dense", [1, 1])):
+        _, entry = store_tensor(context, Tensor(spec, raw_bytes(new)))
+        assert (entry.update, encoded_whole) == (update, encoded)
+        assert entry.stored < (0.75 if update == "delta" else 1.01) * first.stored
+        assert bytes(read_tensor(store, entry, "w")) == new.tobytes()
+    context.close()
+
+
 @pytest.mark.parametrize("dtype", ["F32", "BF16", "C64"])
 def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, monkeypatch) -> None:
     """Tensors over 4 MiB: a fine-tune is a delta (never held whole), a rewrite is whole, a sparse edit sparse."""
