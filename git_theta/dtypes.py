@@ -133,6 +133,20 @@ def component_dtype(dtype: str) -> np.dtype[Any]:
     return np.dtype(_NUMPY_COMPONENT[dtype])
 
 
+def bits_dtype(dtype: str) -> np.dtype[Any]:
+    """The unsigned integer type as wide as one component of ``dtype`` (half of a complex element): what a delta
+    works on, and what reads the bit patterns of bf16 and fp8 tensors without importing ml_dtypes."""
+    import numpy as np
+
+    return np.dtype(f"<u{itemsize(dtype) // (2 if dtype in _COMPLEX else 1)}")
+
+
+def read_as(dtype: str) -> str:
+    """The dtype of an array that reads ``dtype`` tensors (``BOOL`` ones read as ``U8``): ``dtype_name`` of
+    ``numpy_dtype``, without importing ml_dtypes for the types it holds."""
+    return dtype if dtype in _ML_DTYPES else dtype_name(numpy_dtype(dtype))
+
+
 @cache
 def dtype_name(numpy_type: np.dtype[Any]) -> str:
     """The safetensors name of a numpy dtype (the inverse of ``numpy_dtype``). numpy's own types are looked up

@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from git_theta.checkpoints.base import Tensor, TensorSpec
-from git_theta.dtypes import dtype_name, itemsize, numpy_dtype
+from git_theta.dtypes import bits_dtype, dtype_name, itemsize, read_as
 from git_theta.metadata import TensorEntry
 from git_theta.pipeline import Pending, hash_executor
 from git_theta.representations.packing import PACK_BELOW, SmallTensors
@@ -171,8 +171,6 @@ class _StreamedDelta:
         """The delta of ``data`` from ``keyframe``; None unless the keyframe's frames are its ``BLOCK``s."""
         import numpy as np
 
-        from git_theta.updates.delta import bits_dtype
-
         label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"
         try:
             store = context.store
@@ -184,7 +182,7 @@ class _StreamedDelta:
             reader.close()
             return None
         checked = hash_executor().submit(check_object_id, store, keyframe.oid, label)
-        return cls(np.frombuffer(data, dtype=bits_dtype(numpy_dtype(spec.dtype))), reader, checked)
+        return cls(np.frombuffer(data, dtype=bits_dtype(spec.dtype)), reader, checked)
 
     def __len__(self) -> int:
         return len(self.new_bits) * self.itemsize
@@ -295,7 +293,7 @@ def _update_candidates(
 ) -> list[tuple[str, Parts, dict[str, Any]]]:
     import numpy as np
 
-    from git_theta.updates.base import Payload, as_array
+    from git_theta.updates.base import Payload, raw_bytes
 
     try:
         differences = _delta_from_keyframe(context, spec, data, base)
@@ -303,11 +301,13 @@ def _update_candidates(
         return []  # a damaged keyframe: store the tensor whole; fsck reports the damage
     delta = Payload({"delta": differences}, {})
     candidates = [("delta", update_parts(delta), update_header("delta", base, {}))]
-    new = as_array(data, spec.dtype, (-1,))
-    if new.size == differences.size and np.count_nonzero(differences) <= SPARSE_FRACTION * differences.size:
+    whole_elements = itemsize(spec.dtype) == differences.itemsize  # not complex: their deltas are per component
+    if whole_elements and np.count_nonzero(differences) <= SPARSE_FRACTION * differences.size:
         changed = np.flatnonzero(differences)  # a zero difference is an unchanged bit pattern
-        sparse = Payload({"indices": changed, "values": new[changed]}, {"mode": "set"})
-        candidates.append(("sparse", update_parts(sparse), update_header("sparse", base, sparse.params)))
+        values = np.frombuffer(data, dtype=differences.dtype)[changed]  # bit patterns: no ml_dtypes for bf16
+        parts = update_parts(Payload({"indices": changed}, {}))
+        parts.append(("values", read_as(spec.dtype), values.shape, raw_bytes(values)))
+        candidates.append(("sparse", parts, update_header("sparse", base, {"mode": "set"})))
     return candidates
 
 
@@ -317,9 +317,9 @@ def _delta_from_keyframe(context: Session, spec: TensorSpec, data: memoryview, k
 
     import numpy as np
 
-    from git_theta.updates.delta import bits_dtype, zigzag_difference
+    from git_theta.updates.delta import zigzag_difference
 
-    bits = bits_dtype(numpy_dtype(spec.dtype))
+    bits = bits_dtype(spec.dtype)
     new_bits = np.frombuffer(data, dtype=bits)
     differences = np.empty_like(new_bits)
     label = f"{keyframe.oid[:12]} (keyframe of tensor {spec.name!r})"

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from git_theta.dtypes import numpy_dtype
+from git_theta.dtypes import bits_dtype
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import Pending, Tasks, hash_executor, ordered_map
 from git_theta.representations.read import open_update
@@ -25,9 +24,6 @@ from git_theta.storage.objects import ObjectStore
 AHEAD = 4
 
 _Blocks = tuple[Block, Block | None, Block | None]
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def keyframe_oid(entry: TensorEntry) -> str | None:
@@ -88,7 +84,7 @@ class _Pair:
     def __init__(self, store: ObjectStore, old: tuple[str, TensorEntry], new: tuple[str, TensorEntry]) -> None:
         label, entry = old if old[1].update == DENSE else new
         keyframe = entry if entry.update == DENSE else entry.base_entry()
-        self.bits = _bits(entry.dtype)
+        self.bits = bits_dtype(entry.dtype)
         self.keyframe = ObjectReader(store.open(keyframe.oid), keyframe.hash, keyframe.nbytes, keyframe.stored, label)
         self.deltas: list[ObjectReader | None] = []
         try:
@@ -130,9 +126,3 @@ class _Pair:
         for delta in self.deltas:
             if delta is not None:
                 delta.close()
-
-
-def _bits(dtype: str) -> np.dtype:
-    from git_theta.updates.delta import bits_dtype
-
-    return bits_dtype(numpy_dtype(dtype))

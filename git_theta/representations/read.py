@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-from git_theta.dtypes import numpy_dtype
+from git_theta.dtypes import bits_dtype
 from git_theta.metadata import DENSE, TensorEntry
 from git_theta.pipeline import Tasks, ordered_map
 from git_theta.storage.bytegroup import tensor_buffer
@@ -110,11 +110,9 @@ class DeltaBlocks:
     one task, so a fine-tuned version streams on every core like a dense one. The result is hashed as it goes."""
 
     def __init__(self, store: ObjectStore, entry: TensorEntry, label: str) -> None:
-        from git_theta.updates.delta import bits_dtype
-
         keyframe = entry.base_entry()
         self.label, self.hash = label, entry.hash
-        self.bits = bits_dtype(numpy_dtype(entry.dtype))
+        self.bits = bits_dtype(entry.dtype)
         self.keyframe = open_reader(store, keyframe, f"{keyframe.oid[:12]} (base of {label})")
         self.delta = open_update(store, entry, label)
         if len(self.delta.parts()) != 1:

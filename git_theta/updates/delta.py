@@ -11,9 +11,6 @@ import numpy as np
 
 from git_theta.updates.base import Payload, Update
 
-#: Complex numbers are differenced per component.
-_WIDTH = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
-
 
 class DeltaUpdate(Update):
     """The new tensor as the integer difference of its bit patterns from the base's."""
@@ -51,11 +48,8 @@ def add_zigzag_difference(old_bits: np.ndarray, zigzag: np.ndarray, out: np.ndar
     return np.add(out, old_bits, out=out)
 
 
-def bits_dtype(dtype: np.dtype) -> np.dtype:
-    """The unsigned integer type a delta of ``dtype`` works on (per component for complex numbers)."""
-    width = dtype.itemsize // 2 if np.issubdtype(dtype, np.complexfloating) else dtype.itemsize
-    return np.dtype(_WIDTH[width])
-
-
 def _bits(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array).reshape(-1).view(bits_dtype(array.dtype))
+    """An array's bit patterns as unsigned integers, per component for complex numbers (``dtypes.bits_dtype``)."""
+    complex_ = np.issubdtype(array.dtype, np.complexfloating)
+    width = array.dtype.itemsize // 2 if complex_ else array.dtype.itemsize
+    return np.ascontiguousarray(array).reshape(-1).view(np.dtype(f"<u{width}"))
