@@ -33,6 +33,9 @@ _BITS = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 def reals(data: bytes | bytearray | memoryview, dtype: str) -> np.ndarray:
     """Return the tensor as a flat float64 array (complex as interleaved real and imaginary parts)."""
+    if dtype == "BF16":  # the top half of a float32: widened exactly without ml_dtypes (0.6 s of import)
+        wide = np.frombuffer(data, dtype="<u2").astype("<u4")
+        return np.left_shift(wide, 16, out=wide).view("<f4").astype(np.float64)
     return np.frombuffer(data, dtype=component_dtype(dtype)).astype(np.float64)
 
 

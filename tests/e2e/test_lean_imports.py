@@ -48,9 +48,9 @@ def test_a_small_file_is_added_and_checked_out_without_numpy(repo: Path) -> None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_a_fine_tuned_tensor_is_stored_and_checked_out_as_a_delta_without_ml_dtypes(repo: Path, dtype: str) -> None:
-    # ml_dtypes (bf16, fp8) costs 0.6 s to import on a fresh install (ml_dtypes 0.7). A delta works on bit patterns:
-    # neither a float32 nor a bfloat16 model pays it to store or rebuild one.
+def test_a_fine_tune_is_stored_checked_out_and_diffed_without_ml_dtypes(repo: Path, dtype: str) -> None:
+    # ml_dtypes (bf16, fp8) costs 0.6 s to import on a fresh install (ml_dtypes 0.7). A delta works on bit patterns,
+    # and a bfloat16 widens to float32 by a shift: neither model pays it to store, rebuild or diff a fine-tune.
     rng = np.random.default_rng(1)
     weight = rng.standard_normal(1 << 18, dtype=np.float32) * np.float32(0.02)
     save_safetensors(repo / "model.safetensors", {"w": weight.astype(dtype)})
@@ -70,6 +70,11 @@ def test_a_fine_tuned_tensor_is_stored_and_checked_out_as_a_delta_without_ml_dty
     checked_out = imported(git("checkout", "--", "model.safetensors", cwd=repo, env=PROFILE))
     assert "git_theta.filters.smudge" in checked_out and "ml_dtypes" not in checked_out
     assert (repo / "model.safetensors").read_bytes() == written
+
+    git("commit", "-q", "-m", "tuned", cwd=repo)  # its statistics, in float64, come from bits alone too
+    for command in (["theta", "diff", "HEAD~1", "HEAD"], ["log", "-p", "-1"]):
+        shown = imported(git(*command, cwd=repo, env=PROFILE))
+        assert "numpy" in shown and "ml_dtypes" not in shown, command
 
 
 def test_the_diff_command_loads_numpy_beside_its_git_queries() -> None:

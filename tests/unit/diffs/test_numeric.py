@@ -58,6 +58,16 @@ def test_float_types_match_numpy(dtype: str, numpy_type: type) -> None:
     check(old, new, dtype)
 
 
+def test_every_bfloat16_widens_as_ml_dtypes_widens_it() -> None:
+    # bfloat16 is widened by shifting its bits into a float32's top half (no ml_dtypes import): all 65536 patterns.
+    patterns = np.arange(1 << 16, dtype="<u2")
+    widened = numeric.reals(memoryview(patterns.tobytes()), "BF16")
+    reference = patterns.view(ml_dtypes.bfloat16).astype(np.float64)
+    nan = np.isnan(reference)
+    assert np.array_equal(np.isnan(widened), nan)
+    assert np.array_equal(widened[~nan].view(np.uint64), reference[~nan].view(np.uint64))  # -0.0 and 0.0 apart
+
+
 def test_integers_and_bool() -> None:
     old = np.arange(-50, 50, dtype=np.int32)
     new = old.copy()
