@@ -141,10 +141,15 @@ def bits_dtype(dtype: str) -> np.dtype[Any]:
     return np.dtype(f"<u{itemsize(dtype) // (2 if dtype in _COMPLEX else 1)}")
 
 
+def needs_ml_dtypes(dtype: str) -> bool:
+    """Whether numpy reads ``dtype`` only through ml_dtypes (bf16, fp8)."""
+    return dtype in _ML_DTYPES
+
+
 def read_as(dtype: str) -> str:
     """The dtype of an array that reads ``dtype`` tensors (``BOOL`` ones read as ``U8``): ``dtype_name`` of
     ``numpy_dtype``, without importing ml_dtypes for the types it holds."""
-    return dtype if dtype in _ML_DTYPES else dtype_name(numpy_dtype(dtype))
+    return dtype if needs_ml_dtypes(dtype) else dtype_name(numpy_dtype(dtype))
 
 
 @cache

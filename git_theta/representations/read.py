@@ -91,13 +91,14 @@ def apply_update(
     from git_theta import plugins
     from git_theta.updates.base import Payload, UpdateError, as_array, raw_bytes
 
+    plugin, params = plugins.load(plugins.UPDATES, entry.update)(), update.get("params", {})
+    bits = plugin.on_bit_patterns(params)
     arrays, offset = {}, 0
     for name, dtype, shape, size, _ in parts:
-        arrays[name] = as_array(payload[offset : offset + size], dtype, shape)
+        arrays[name] = as_array(payload[offset : offset + size], dtype, shape, bits)
         offset += size
-    plugin = plugins.load(plugins.UPDATES, entry.update)
     try:
-        new = plugin().apply(as_array(base, entry.dtype, entry.shape), Payload(arrays, update.get("params", {})))
+        new = plugin.apply(as_array(base, entry.dtype, entry.shape, bits), Payload(arrays, params))
     except (UpdateError, KeyError, ValueError, TypeError) as exc:
         raise ObjectError(f"object {label}: its {entry.update} update cannot be applied ({exc})") from exc
     if new.shape != entry.shape or new.nbytes != entry.nbytes:

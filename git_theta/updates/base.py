@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from git_theta.dtypes import numpy_dtype
+from git_theta.dtypes import bits_dtype, needs_ml_dtypes, numpy_dtype
 from git_theta.errors import GitThetaError
 
 
@@ -66,10 +66,20 @@ class Update(ABC):
         """Say why ``payload`` cannot apply to a tensor of ``shape`` (None if it can, or if this type cannot tell)."""
         return None
 
+    def on_bit_patterns(self, params: dict[str, Any]) -> bool:
+        """Whether ``apply`` with these parameters only moves or integer-adds bit patterns, never values: bf16 and
+        fp8 tensors and parts are then given to it as unsigned integers of their width (``as_array``'s ``bits``),
+        sparing ml_dtypes' import (0.6 s on a fresh install)."""
+        return False
 
-def as_array(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """View exact tensor bytes as an array (read-only when ``data`` is)."""
-    return np.frombuffer(data, dtype=numpy_dtype(dtype)).reshape(shape)
+
+def as_array(
+    data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...], bits: bool = False
+) -> np.ndarray:
+    """View exact tensor bytes as an array (read-only when ``data`` is); with ``bits``, a type numpy lacks (bf16,
+    fp8) as unsigned integers of its width."""
+    kind = bits_dtype(dtype) if bits and needs_ml_dtypes(dtype) else numpy_dtype(dtype)
+    return np.frombuffer(data, dtype=kind).reshape(shape)
 
 
 def raw_bytes(array: np.ndarray) -> memoryview:

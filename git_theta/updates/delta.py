@@ -7,6 +7,8 @@ elements give zeros. Rebuilding is integer addition: exact, whatever the values 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from git_theta.updates.base import Payload, Update
@@ -21,6 +23,9 @@ class DeltaUpdate(Update):
         bits = _bits(base)
         new_bits = add_zigzag_difference(bits, payload.parts["delta"].reshape(-1).view(bits.dtype))
         return new_bits.view(base.dtype).reshape(base.shape)
+
+    def on_bit_patterns(self, params: dict[str, Any]) -> bool:
+        return True
 
     def infer(self, base: np.ndarray, new: np.ndarray) -> Payload:
         new_bits = _bits(new)

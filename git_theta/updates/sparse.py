@@ -7,6 +7,8 @@ the base in float64 and rounded once to the tensor's dtype; what a sparse update
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from git_theta.updates.base import Payload, Update, UpdateError, round_to, widened
@@ -30,6 +32,9 @@ class SparseUpdate(Update):
         else:
             new[indices] = round_to(widened(new[indices]) + widened(values), base.dtype)
         return new.reshape(base.shape)
+
+    def on_bit_patterns(self, params: dict[str, Any]) -> bool:
+        return params.get("mode", "set") == "set"
 
     def mismatch(self, shape: tuple[int, ...], payload: Payload) -> str | None:
         indices, size = payload.parts["indices"].reshape(-1), int(np.prod(shape, dtype=np.int64))

@@ -77,6 +77,26 @@ def test_a_fine_tune_is_stored_checked_out_and_diffed_without_ml_dtypes(repo: Pa
         assert "numpy" in shown and "ml_dtypes" not in shown, command
 
 
+def test_a_few_changed_bfloat16_elements_are_stored_and_checked_out_as_sparse_without_ml_dtypes(repo: Path) -> None:
+    weights = (np.random.default_rng(2).standard_normal(1 << 18, dtype=np.float32) * np.float32(0.02)).astype(
+        "bfloat16"
+    )
+    save_safetensors(repo / "model.safetensors", {"w": weights})
+    git("add", "model.safetensors", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    weights[::200] = 0  # a sparse update sets values: it only copies their bits
+    save_safetensors(repo / "model.safetensors", {"w": weights})
+    written = (repo / "model.safetensors").read_bytes()
+
+    added = imported(git("add", "model.safetensors", cwd=repo, env=PROFILE))
+    staged = json.loads(git("show", ":model.safetensors", cwd=repo).stdout)["tensors"]["w"]
+    assert staged.get("update") == "sparse" and "ml_dtypes" not in added
+    (repo / "model.safetensors").unlink()
+    checked_out = imported(git("checkout", "--", "model.safetensors", cwd=repo, env=PROFILE))
+    assert "git_theta.filters.smudge" in checked_out and "ml_dtypes" not in checked_out
+    assert (repo / "model.safetensors").read_bytes() == written
+
+
 def test_the_diff_command_loads_numpy_beside_its_git_queries() -> None:
     # git theta diff starts numpy's import on a thread of its own, then asks git what changed: its modules up to
     # the first comparison must not import numpy themselves, or the import runs first, alone.
