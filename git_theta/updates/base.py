@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from git_theta.dtypes import bits_dtype, needs_ml_dtypes, numpy_dtype
 from git_theta.errors import GitThetaError
+
+if TYPE_CHECKING:
+    from pathlib import Path  # pathlib imports urllib (~5 ms): a checkout of a delta needs neither
 
 
 class UpdateError(GitThetaError):
