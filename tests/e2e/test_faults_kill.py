@@ -74,7 +74,8 @@ def kill(
 def test_kill_during_add_stages_nothing_and_the_retry_stores_the_same(
     repo: Path, tmp_path: Path, victim: str, objects: int
 ) -> None:
-    save_safetensors(repo / MODEL, big_model(seed=1))
+    # 24 tensors: once 6 are stored, 18 (45 MiB) are left; with 12, a fast add finished before git was killed.
+    save_safetensors(repo / MODEL, big_model(seed=1, tensors=24))
     original = (repo / MODEL).read_bytes()
 
     with running("add", MODEL, cwd=repo) as add:
