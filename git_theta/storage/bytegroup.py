@@ -200,43 +200,37 @@ def _interleave_numpy(streams: Sequence[Buffer], out: Writable, start: int, grou
     word = np.dtype(f"<u{group}")
     words = np.frombuffer(out, dtype=word, count=column, offset=start)
     scratch = _scratch(group, column)
-    if signbit and group == 4:  # float32: each half built as 16-bit words (half the bytes per pass), then joined
+    if signbit and group == 2:
+        _top_half_with_signbit(streams[1], streams[0], words, scratch)
+        return
+    if signbit:  # float32: each half built as 16-bit words (half the bytes per pass), then joined in one pass
         halves = scratch.view("<u2")
         high, low = halves[:column], halves[column:]
-        _top_bytes_with_signbit(streams[3], streams[2], high, words.view("<u2")[:column], 2)
+        _top_half_with_signbit(streams[3], streams[2], high, words.view("<u2")[:column])
         np.left_shift(np.frombuffer(streams[1], dtype=np.uint8), np.uint8(8), out=low, dtype=low.dtype)
         np.bitwise_or(low, np.frombuffer(streams[0], dtype=np.uint8), out=low)
         np.left_shift(high, np.uint8(16), out=words, dtype=word)
         np.bitwise_or(words, low, out=words)
         return
-    if signbit:
-        _top_bytes_with_signbit(streams[-1], streams[-2], words, scratch, group)
-        low_bytes = group - 2
-    else:
-        np.left_shift(np.frombuffer(streams[-1], dtype=np.uint8), np.uint8(8 * group - 8), out=words, dtype=word)
-        low_bytes = group - 1
-    for index in range(1, low_bytes):
+    np.left_shift(np.frombuffer(streams[-1], dtype=np.uint8), np.uint8(8 * group - 8), out=words, dtype=word)
+    for index in range(1, group - 1):
         np.left_shift(np.frombuffer(streams[index], dtype=np.uint8), np.uint8(8 * index), out=scratch, dtype=word)
         np.bitwise_or(words, scratch, out=words)
-    if low_bytes:
-        np.bitwise_or(words, np.frombuffer(streams[0], dtype=np.uint8), out=words)
+    np.bitwise_or(words, np.frombuffer(streams[0], dtype=np.uint8), out=words)
 
 
-def _top_bytes_with_signbit(top: Buffer, next_: Buffer, words: Any, scratch: Any, group: int) -> None:
-    """Set ``words`` to their top two bytes, rebuilt from the streams whose sign bit was moved (see the module)."""
+def _top_half_with_signbit(top: Buffer, next_: Buffer, half: Any, scratch: Any) -> None:
+    """Set ``half`` (16-bit words) to the elements' top two bytes, rebuilt from the streams whose sign bit was moved
+    (see the module), with ``scratch`` (16-bit words) to work in."""
     import numpy as np
 
-    word = words.dtype
-    # The stored top byte holds bits 8g-2 .. 8g-9 of the element: the exponent, and the top mantissa bit.
-    np.left_shift(np.frombuffer(top, dtype=np.uint8), np.uint8(8 * group - 9), out=words, dtype=word)
-    # The stored next byte is the sign, then 7 mantissa bits: sign-extending it as an int8 puts the sign in the
-    # element's top bit, and the mask keeps that and the 7 mantissa bits.
-    signed = scratch.view(f"<i{group}")
-    np.copyto(signed, np.frombuffer(next_, dtype=np.int8))
-    if group > 2:  # a bfloat16's next byte is already in place
-        np.left_shift(scratch, np.uint8(8 * group - 16), out=scratch)
-    np.bitwise_and(scratch, word.type(0x807F << (8 * group - 16)), out=scratch)
-    np.bitwise_or(words, scratch, out=words)
+    # The stored top byte holds bits 14 .. 7 of the half: the exponent, and the top mantissa bit.
+    np.left_shift(np.frombuffer(top, dtype=np.uint8), np.uint8(7), out=half, dtype=half.dtype)
+    # The stored next byte is the sign, then 7 mantissa bits: widened as an int8, its sign fills the top bits, and
+    # the mask 0x807F keeps the top one and the 7 mantissa bits. (Masking as numpy widens, in one call, is slower.)
+    np.copyto(scratch.view("<i2"), np.frombuffer(next_, dtype=np.int8))
+    np.bitwise_and(scratch, np.uint16(0x807F), out=scratch)
+    np.bitwise_or(half, scratch, out=half)
 
 
 def _scratch(group: int, column: int) -> Any:
