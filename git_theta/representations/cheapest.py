@@ -265,15 +265,17 @@ def _usable_base(context: Session, spec: TensorSpec, digest: str, previous: Tens
 
 def _clearly_smaller(size: int, keyframe: TensorEntry, data: memoryview, group: int) -> bool:
     """Whether an update of ``size`` bytes is so much smaller than the keyframe's own object that storing the tensor
-    (``data``, elements of ``group`` bytes) whole would not win: encoding it whole only to find that out (every
-    tensor of a fine-tune) is then skipped.
+    (``data``, elements of ``group`` bytes, at most ``ENCODE_ALL``) whole would not win: encoding it whole only to
+    find that out (every tensor of a fine-tune) is then skipped.
 
     An update that small means most values are close to the keyframe's, so whole they would take about what the
     keyframe does; unless many became zero (a pruned tensor, which whole may take less than its update): then both
     are encoded. The keyframe's size is recorded in the metadata, so the choice depends on the file and its
     history alone.
     """
-    if keyframe.packed is not None or size > CLEARLY_SMALLER * keyframe.stored or group not in (1, 2, 4, 8):
+    if len(data) > ENCODE_ALL or keyframe.packed is not None or group not in (1, 2, 4, 8):
+        return False  # a large tensor's candidates are estimates: they are weighed against the dense estimate
+    if size > CLEARLY_SMALLER * keyframe.stored:
         return False
     import numpy as np
 
