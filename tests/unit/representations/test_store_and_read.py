@@ -158,6 +158,30 @@ def test_a_fine_tuned_tensor_is_not_encoded_whole_but_a_pruned_or_rewritten_one_
     context.close()
 
 
+@pytest.mark.parametrize("dtype", ["F32", "BF16", "F8_E4M3", "I64", "BOOL"])
+def test_a_sparse_edit_is_the_object_the_sparse_update_type_infers(dtype: str) -> None:
+    # The clean filter builds a sparse update from bit patterns (no ml_dtypes): its object must be byte for byte the
+    # one SparseUpdate.infer's payload gives, with the parts' dtypes named as before (BOOL values as U8).
+    from git_theta.dtypes import numpy_dtype
+    from git_theta.updates.sparse import SparseUpdate
+
+    rng = np.random.default_rng(5)
+    old = rng.integers(1, 120, 64 * 1024).astype(numpy_dtype(dtype))  # a BOOL tensor is read as bytes: U8
+    new = old.copy()
+    new[rng.choice(old.size, old.size // 100, replace=False)] = 0
+    store = MemoryObjectStore()
+    context = Session(store)
+    spec = TensorSpec("w", dtype, old.shape)
+    _, first = store_tensor(context, Tensor(spec, raw_bytes(old)))
+    context.previous["w"] = first
+    _, entry = store_tensor(context, Tensor(spec, raw_bytes(new)))
+    context.close()
+    payload = SparseUpdate().infer(old, new)
+    expected = store_as(MemoryObjectStore(), "sparse", payload, first, new)
+    assert (entry.update, entry.oid) == ("sparse", expected.oid)
+    assert bytes(read_tensor(store, entry, "w")) == bytes(raw_bytes(new))
+
+
 @pytest.mark.parametrize("dtype", ["F32", "BF16", "C64"])
 def test_a_large_tensor_is_judged_on_samples_and_its_delta_streamed(dtype: str, monkeypatch) -> None:
     """Tensors over 4 MiB: a fine-tune is a delta (never held whole), a rewrite is whole, a sparse edit sparse."""
